@@ -733,6 +733,52 @@ def _fold_one(text, m, pos):
     return None
 
 
+def functions(text):
+    """[(name, body_open, body_close)] of the top-level function definitions."""
+    m = mask(text)
+    spans = []
+    i = 0
+    while True:
+        i = m.find("{", i)
+        if i < 0:
+            return spans
+        close = match_close(m, i)
+        if depth_at(m, i) == 0:
+            prev = skip_ws_back(m, i)
+            if prev >= 0 and m[prev] == ")":
+                name = re.search(r"(%s)\s*$" % IDENT, m[:match_open(m, prev)])
+                if name:
+                    spans.append((name.group(1), i, close))
+        i = close + 1
+
+
+def functions_with_sentinels(text):
+    return {name for name, o, c in functions(text) if SENTINEL_RE.search(text, o, c)}
+
+
+DECL_RE = re.compile(r"^[ \t]+(?:(?:const|struct|union|enum|unsigned|signed|volatile)\s+)*"
+                     r"(%s)\s*\**\s*(%s);[ \t]*\n" % (IDENT, IDENT), re.M)
+KEYWORDS = {"return", "goto", "break", "continue", "case", "default", "else", "do"}
+
+
+def drop_unused_locals(text, names):
+    """In the functions named, drop plain declarations nothing uses any more."""
+    for name, o, c in reversed(functions(text)):
+        if name not in names:
+            continue
+        m = mask(text)
+        for mo in reversed(list(DECL_RE.finditer(m, o, c))):
+            if mo.group(1) in KEYWORDS:
+                continue
+            var = mo.group(2)
+            rest = m[o:mo.start()] + m[mo.end():c]
+            if not re.search(r"\b%s\b" % var, rest):
+                text = text[:mo.start()] + text[mo.end():]
+                m = mask(text)
+                c -= mo.end() - mo.start()
+    return text
+
+
 def _propagate_const(text, start, end, name, value):
     """Drop `const bool name = CONST;` and use CONST for name in its block."""
     m = mask(text)

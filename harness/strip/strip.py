@@ -257,7 +257,9 @@ def fold_family(tree):
         for name in FALSE_PREDICATES:
             text = ctext.replace_calls(text, name, FALSE)
         text = re.sub(r"\bIS_ENABLED\(CONFIG_DEVICE_PRIVATE\)", FALSE, text)
+        touched = ctext.functions_with_sentinels(text)
         text = ctext.fold_all(text)
+        text = ctext.drop_unused_locals(text, touched)
         write(path, text)
 
 

@@ -1,0 +1,51 @@
+# The HMM series: build, boot and test it.  `make` runs the main job,
+# `make test` everything CI checks.  See README.md.
+
+SHELL := /bin/bash
+H := harness
+VARIANT ?= default
+THP ?= always
+
+.PHONY: all test deps base strip assemble export build run guest host-check clean help
+
+all:
+	@$(H)/pipeline.sh main
+
+test:
+	@$(H)/pipeline.sh test
+
+deps:
+	@$(H)/deps.sh
+
+base: deps
+	@$(H)/fetch-base.sh
+
+strip: base
+	@$(H)/strip.sh
+
+assemble: strip
+	@FORCE=$(FORCE) $(H)/assemble.sh
+
+export:
+	@python3 $(H)/series.py export
+
+build: assemble
+	@$(H)/build.sh $(VARIANT)
+
+# One variant, one THP mode: make run VARIANT=debug THP=madvise
+run:
+	@$(H)/run.sh $(VARIANT) $(THP)
+
+# Run anything in a built guest: make guest CMD='cat /proc/meminfo' FILES='a.out'
+guest:
+	@test -n "$(CMD)" || { echo "usage: make guest CMD='command' [FILES='file...'] [VARIANT=...]"; exit 2; }
+	@$(H)/guest-run.sh $(VARIANT) "$(FILES)" "$(CMD)"
+
+host-check:
+	@python3 $(H)/hostcheck.py --json build/results/host.json
+
+clean:
+	rm -rf build/out build/guest build/results build/logs
+
+help:
+	@sed -n 's/^# \{0,1\}//p' README.md | head -40

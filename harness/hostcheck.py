@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Run the host-side checks and record them as one run for results.py total.
+
+Usage: hostcheck.py --json OUT.json [--guest-kernel BZIMAGE]
+
+Checks: the harness's own unit tests (results parser, series tool), the
+round trip export -> assemble of the real series, and, given a kernel, the
+guest runner's own test (it must catch a failing suite and a WARNING).
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def unittest_counts(output):
+    """(passed, failed, skipped) from unittest's closing lines."""
+    ran = re.search(r"^Ran (\d+) tests?", output, re.M)
+    total = int(ran.group(1)) if ran else 0
+    failed = sum(int(n) for n in re.findall(r"(?:failures|errors)=(\d+)", output))
+    skipped = sum(int(n) for n in re.findall(r"skipped=(\d+)", output))
+    return total - failed - skipped, failed, skipped
+
+
+def run(cmd, **kw):
+    t0 = time.time()
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, **kw)
+    return res, int(time.time() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--guest-kernel")
+    args = ap.parse_args()
+    suites, problems = [], []
+
+    res, secs = run([sys.executable, "-m", "unittest", "discover", "-s", "harness/tests"])
+    p, f, s = unittest_counts(res.stderr)
+    if res.returncode and not f:
+        f = 1
+    suites.append(dict(name="harness-unittests", kind="host", passed=p, failed=f, skipped=s,
+                       seconds=secs, rc=res.returncode, failed_tests=[]))
+    if f:
+        problems.append("harness unit tests failed:\n" + res.stderr[-3000:])
+
+    res, secs = run(["bash", os.path.join(HERE, "roundtrip.sh")])
+    ok = res.returncode == 0
+    suites.append(dict(name="series-roundtrip", kind="host", passed=int(ok), failed=int(not ok),
+                       skipped=0, seconds=secs, rc=res.returncode, failed_tests=[]))
+    if not ok:
+        problems.append("series round trip failed:\n" + (res.stdout + res.stderr)[-3000:])
+
+    if args.guest_kernel:
+        res, secs = run(["bash", os.path.join(HERE, "tests", "test_guest.sh"), args.guest_kernel])
+        passed = len(re.findall(r"^ok ", res.stdout, re.M))
+        failed = len(re.findall(r"^not ok ", res.stdout, re.M))
+        if res.returncode and not failed:
+            failed = 1
+        suites.append(dict(name="guest-harness", kind="host", passed=passed, failed=failed,
+                           skipped=0, seconds=secs, rc=res.returncode, failed_tests=[]))
+        if failed:
+            problems.append("guest harness test failed:\n" + (res.stdout + res.stderr)[-3000:])
+
+    ok = not problems
+    for s in suites:
+        print("    %-20s %4d passed %4d failed %4d skipped %5ds" %
+              (s["name"], s["passed"], s["failed"], s["skipped"], s["seconds"]))
+    for prob in problems:
+        print("FAIL: host: " + prob)
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(dict(run="host", ok=ok, suites=suites, problems=problems), f, indent=1)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

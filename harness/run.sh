@@ -1,0 +1,90 @@
+#!/bin/bash
+# run.sh VARIANT THP: boot a built variant in QEMU with transparent_hugepage=THP,
+# run the suites of harness/suites that apply to it, and parse the results.
+#
+# Output: build/results/VARIANT-THP.{log,json}; exit 0 only for a clean run.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+variant=${1:-}
+thp=${2:-}
+case $variant in default | debug | reference | stripped) ;;
+*) die "unknown variant '${variant}': choose default, debug, reference or stripped" ;;
+esac
+case $thp in always | madvise | never) ;;
+*) die "unknown THP mode '${thp}': choose always, madvise or never" ;;
+esac
+out=$BUILD/out/$variant
+kernel=$out/arch/x86/boot/bzImage
+[[ -f $kernel ]] || die "variant $variant is not built (run: make build VARIANT=$variant)"
+krel=$(cat "$out/include/config/kernel.release")
+mods=$out/mods/lib/modules/$krel
+work=$BUILD/guest/$variant
+res=$BUILD/results
+mkdir -p "$work" "$res"
+rm -rf "$work/tests" "$work/modules"
+mkdir -p "$work/tests" "$work/modules"
+
+stage "prepare the $variant guest (THP $thp)"
+plan=$work/plan.sh
+expect=()
+: >"$plan"
+while read -r kind name what rest; do
+	[[ -z $kind || $kind == \#* ]] && continue
+	# the last fields name the variants; the command of `cmd` is in between
+	read -ra fields <<<"$what $rest"
+	variants=() cmd=()
+	for f in "${fields[@]}"; do
+		case $f in default | debug | reference | stripped) variants+=("$f") ;; *) cmd+=("$f") ;; esac
+	done
+	[[ " ${variants[*]} " == *" $variant "* ]] || continue
+	case $kind in
+	module | kunit)
+		ko=$(find "$mods" -name "$what" -print -quit 2>/dev/null || true)
+		[[ -n $ko ]] || die "the $variant build has no $what (is its Kconfig symbol enabled?)"
+		cp "$ko" "$work/modules/"
+		if [[ $kind == module ]]; then
+			echo "load_module /lib/modules/$what" >>"$plan"
+		else
+			echo "run_kunit $name /lib/modules/$what" >>"$plan"
+			expect+=(--expect "$name")
+		fi
+		;;
+	kselftest)
+		src=$BUILD/tree
+		[[ -f $src/$what ]] || die "no $what in the build tree"
+		run_logged "$LOGS/selftest-$name-$variant.log" gcc -static -O2 -Wall -pthread \
+			-isystem "$out/hdr/include" -I "$src" -I "$src/tools/testing/selftests" \
+			"$src/$what" -o "$work/tests/$name" -lrt
+		echo "run_kselftest $name /tests/$name" >>"$plan"
+		expect+=(--expect "$name")
+		;;
+	cmd)
+		printf 'run_cmd %s' "$name" >>"$plan"
+		printf ' %q' "${cmd[@]}" >>"$plan"
+		echo >>"$plan"
+		expect+=(--expect "$name")
+		;;
+	*) die "harness/suites: unknown kind '$kind'" ;;
+	esac
+done <"$HARNESS/suites"
+initrd=$work/initramfs.cpio.gz
+run_logged "$LOGS/initramfs-$variant.log" "$HARNESS/guest/mkinitramfs.sh" --out "$initrd" \
+	--plan "$plan" --modules "$work/modules" --tests "$work/tests"
+stage_done "$(grep -c . "$plan") plan steps"
+
+timeout=${HMMCI_TIMEOUT:-900}
+[[ $variant == debug ]] && timeout=${HMMCI_TIMEOUT:-2400}
+stage "run $variant in QEMU (THP $thp, timeout ${timeout}s)"
+log=$res/$variant-$thp.log
+set +e
+"$HARNESS/guest/qemu.sh" --kernel "$kernel" --initrd "$initrd" --log "$log" \
+	--timeout "$timeout" --append "transparent_hugepage=$thp hugepages=64" >"$LOGS/qemu-$variant-$thp.log" 2>&1
+qrc=$?
+python3 "$HARNESS/results.py" parse --log "$log" --run "$variant/$thp" "${expect[@]}" \
+	--json "$res/$variant-$thp.json"
+prc=$?
+set -e
+((qrc == 0)) || cat "$LOGS/qemu-$variant-$thp.log" >&2
+stage_done "console log: $log"
+((qrc == 0 && prc == 0))
