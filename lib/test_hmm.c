@@ -1,0 +1,1245 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * test_hmm - a pretend device for exercising device-private memory
+ *
+ * Every /dev/hmm_dmirrorN node stands for one device that owns memory the
+ * CPU cannot address.  The device memory is a set of MEMORY_DEVICE_PRIVATE
+ * chunks; what a device page "holds" is kept in an ordinary system page
+ * hanging off page->zone_device_data.  A process opens a node, which gives
+ * it a mirror: the device's view of that process, a page table mapping the
+ * process's virtual pages to the device pages holding them.  Through ioctls
+ * (lib/test_hmm_uapi.h) the process moves parts of its address space into
+ * device memory and back; a CPU access to a page left on the device faults
+ * and brings the page back through dev_pagemap_ops.migrate_to_ram.
+ *
+ * Locking, outermost first:
+ *
+ *   mmap_lock (read)           held around every migrate_vma_* sequence
+ *   page lock                  pages being migrated, taken by migrate_vma_*
+ *                              (the fault page by the fault handler)
+ *   hmmt_device.grow_lock      serialises adding memory chunks
+ *   hmmt_mirror.lock           the mirror page table, see below
+ *   hmmt_device.pool_lock      spinlock: chunk table and free page bitmaps
+ *
+ * Nothing faults on user memory or allocates memory that may reclaim while
+ * holding a mirror lock: reclaim can call the mirror's mmu notifier, which
+ * takes that lock.
+ */
+#include <linux/bitmap.h>
+#include <linux/cdev.h>
+#include <linux/delay.h>
+#include <linux/device.h>
+#include <linux/fs.h>
+#include <linux/highmem.h>
+#include <linux/init.h>
+#include <linux/ioport.h>
+#include <linux/kref.h>
+#include <linux/memremap.h>
+#include <linux/migrate.h>
+#include <linux/mm.h>
+#include <linux/mmu_notifier.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/uaccess.h>
+#include <linux/xarray.h>
+
+#include "test_hmm_uapi.h"
+
+/* Minor numbers reserved: 0-1 device-private, 2-3 were device-coherent. */
+#define HMMT_MINORS		4
+#define HMMT_PRIVATE_DEVICES	2
+
+/*
+ * Device memory is added in chunks as it is used up.  The resource code
+ * rounds a request up to the memory hotplug granularity, so a chunk is at
+ * least this big; each device gets at most HMMT_MAX_CHUNKS of them.
+ */
+#define HMMT_CHUNK_BYTES	SZ_128M
+#define HMMT_MAX_CHUNKS		8
+
+/* Migrations are done in batches that never cross a PMD boundary. */
+#define HMMT_BATCH		PTRS_PER_PTE
+
+/* Mirror page table entries are device pages, tagged when writable. */
+#define HMMT_PT_WRITE		1UL
+
+/*
+ * Device-coherent memory needs specific-purpose memory at a known address.
+ * It is not supported yet: the parameters are accepted so that existing
+ * scripts keep loading the module, and hmm_dmirror2/3 are not created.
+ */
+static unsigned long spm_addr_dev0;
+module_param(spm_addr_dev0, ulong, 0444);
+MODULE_PARM_DESC(spm_addr_dev0,
+		 "Device-coherent memory for device 2 (not supported, ignored)");
+static unsigned long spm_addr_dev1;
+module_param(spm_addr_dev1, ulong, 0444);
+MODULE_PARM_DESC(spm_addr_dev1,
+		 "Device-coherent memory for device 3 (not supported, ignored)");
+
+struct hmmt_device;
+
+/* One MEMORY_DEVICE_PRIVATE range of a device. */
+struct hmmt_chunk {
+	struct dev_pagemap	pagemap;
+	struct hmmt_device	*hdev;
+	unsigned long		first_pfn;
+	unsigned long		npages;
+	/* Protected by hdev->pool_lock. */
+	unsigned long		*in_use;	/* bit set: page handed out */
+	unsigned long		nr_used;
+	unsigned long		cursor;		/* where the next search starts */
+};
+
+/* One simulated device, i.e. one /dev/hmm_dmirrorN. */
+struct hmmt_device {
+	struct device		dev;
+	struct cdev		cdev;
+	unsigned int		mem_type;	/* HMM_DMIRROR_MEMORY_* */
+
+	struct mutex		grow_lock;	/* serialises chunk creation */
+
+	spinlock_t		pool_lock;	/* chunks, bitmaps, counts */
+	struct hmmt_chunk	*chunks[HMMT_MAX_CHUNKS];
+	unsigned int		nr_chunks;
+	unsigned long		pages_used;
+};
+
+/*
+ * The device's view of one process: one per open file.
+ *
+ * @ptab maps a virtual page number of the process to the device page that
+ * holds it.  Entries are added by MIGRATE_TO_DEV before the migration is
+ * finalized (the new device page is still locked and the CPU page table
+ * still holds a migration entry, so the page cannot leave the device
+ * before it is recorded).  They are removed, always under @lock, before
+ * the device page can be freed or reused: by the mmu notifier for every
+ * change of the CPU page table that the device did not start itself, and
+ * by the code that migrates a page back, which looks the entry up through
+ * the page's hmmt_store.  A reader that takes a reference on the page under
+ * @lock may therefore use the page and its backing store after dropping it.
+ *
+ * The mirror is reference counted: the file holds one reference and every
+ * device page that records it in its hmmt_store holds one, because such a
+ * page can outlive the file (closing the file leaves the process's pages on
+ * the device, and they find their way back on the next CPU access).
+ */
+struct hmmt_mirror {
+	struct kref			ref;
+	struct hmmt_device		*hdev;
+	struct mmu_interval_notifier	notifier;
+	struct mutex			lock;	/* see above */
+	struct xarray			ptab;
+};
+
+/* What a handed-out device page carries in page->zone_device_data. */
+struct hmmt_store {
+	struct page		*backing;	/* the "device memory" */
+	struct hmmt_mirror	*mirror;	/* mirror that migrated it here */
+	unsigned long		vpfn;		/* its index in mirror->ptab */
+};
+
+/* Source and destination arrays of one migration batch. */
+struct hmmt_xfer {
+	unsigned long		src[HMMT_BATCH];
+	unsigned long		dst[HMMT_BATCH];
+};
+
+static dev_t hmmt_devt;
+static struct hmmt_device *hmmt_devices[HMMT_PRIVATE_DEVICES];
+static const struct dev_pagemap_ops hmmt_pagemap_ops;
+
+/* ---------------------------------------------------------------------------
+ * Mirrors
+ */
+
+static void hmmt_mirror_free(struct kref *ref)
+{
+	struct hmmt_mirror *mirror = container_of(ref, struct hmmt_mirror, ref);
+
+	xa_destroy(&mirror->ptab);
+	mutex_destroy(&mirror->lock);
+	kfree(mirror);
+}
+
+/* May be called from the page_free callback: must not sleep. */
+static void hmmt_mirror_put(struct hmmt_mirror *mirror)
+{
+	kref_put(&mirror->ref, hmmt_mirror_free);
+}
+
+/* Drop the mirror entries of the virtual range [start, end). */
+static void hmmt_ptab_drop(struct hmmt_mirror *mirror, unsigned long start,
+			   unsigned long end)
+{
+	unsigned long vpfn;
+	void *entry;
+
+	lockdep_assert_held(&mirror->lock);
+	xa_for_each_range(&mirror->ptab, vpfn, entry, start >> PAGE_SHIFT,
+			  (end - 1) >> PAGE_SHIFT)
+		xa_erase(&mirror->ptab, vpfn);
+}
+
+static bool hmmt_invalidate(struct mmu_interval_notifier *mni,
+			    const struct mmu_notifier_range *range,
+			    unsigned long cur_seq)
+{
+	struct hmmt_mirror *mirror =
+		container_of(mni, struct hmmt_mirror, notifier);
+
+	/*
+	 * Migrations this device starts itself keep the mirror up to date
+	 * on their own, with the pages locked.  Dropping entries here would
+	 * only throw away what they are about to record.
+	 */
+	if (range->event == MMU_NOTIFY_MIGRATE &&
+	    range->owner == mirror->hdev)
+		return true;
+
+	if (mmu_notifier_range_blockable(range))
+		mutex_lock(&mirror->lock);
+	else if (!mutex_trylock(&mirror->lock))
+		return false;
+
+	mmu_interval_set_seq(mni, cur_seq);
+	hmmt_ptab_drop(mirror, range->start, range->end);
+	mutex_unlock(&mirror->lock);
+	return true;
+}
+
+static const struct mmu_interval_notifier_ops hmmt_notifier_ops = {
+	.invalidate = hmmt_invalidate,
+};
+
+/*
+ * Look up the device page mirroring virtual page @vpfn and take a reference
+ * on it, or return NULL.  The reference keeps the page's hmmt_store and
+ * backing page alive.
+ */
+static struct page *hmmt_ptab_get(struct hmmt_mirror *mirror,
+				  unsigned long vpfn)
+{
+	struct hmmt_store *store;
+	struct page *dpage;
+
+	mutex_lock(&mirror->lock);
+	dpage = xa_untag_pointer(xa_load(&mirror->ptab, vpfn));
+	if (dpage && !get_page_unless_zero(dpage))
+		dpage = NULL;
+	mutex_unlock(&mirror->lock);
+	if (!dpage)
+		return NULL;
+
+	/* Belt and braces: the page must still be the one we recorded. */
+	store = dpage->zone_device_data;
+	if (!store || store->mirror != mirror || store->vpfn != vpfn) {
+		put_page(dpage);
+		return NULL;
+	}
+	return dpage;
+}
+
+/*
+ * @dpage is leaving the device: forget it in the mirror that recorded it.
+ * Only an entry still naming @dpage is dropped; the caller holds @dpage
+ * locked and referenced.
+ */
+static void hmmt_forget(struct page *dpage)
+{
+	struct hmmt_store *store = dpage->zone_device_data;
+	struct hmmt_mirror *mirror = store->mirror;
+
+	mutex_lock(&mirror->lock);
+	if (xa_untag_pointer(xa_load(&mirror->ptab, store->vpfn)) == dpage)
+		xa_erase(&mirror->ptab, store->vpfn);
+	mutex_unlock(&mirror->lock);
+}
+
+/* ---------------------------------------------------------------------------
+ * Device memory
+ */
+
+static struct hmmt_chunk *hmmt_page_chunk(struct page *page)
+{
+	return container_of(page->pgmap, struct hmmt_chunk, pagemap);
+}
+
+static struct hmmt_device *hmmt_page_device(struct page *page)
+{
+	return hmmt_page_chunk(page)->hdev;
+}
+
+/* Take a free page out of the device's chunks, or return NULL. */
+static struct page *hmmt_pool_take(struct hmmt_device *hdev)
+{
+	struct page *page = NULL;
+	unsigned int i;
+
+	spin_lock(&hdev->pool_lock);
+	for (i = 0; i < hdev->nr_chunks; i++) {
+		struct hmmt_chunk *chunk = hdev->chunks[i];
+		unsigned long bit;
+
+		if (chunk->nr_used == chunk->npages)
+			continue;
+		bit = find_next_zero_bit(chunk->in_use, chunk->npages,
+					 chunk->cursor);
+		if (bit >= chunk->npages)
+			bit = find_first_zero_bit(chunk->in_use,
+						  chunk->npages);
+		__set_bit(bit, chunk->in_use);
+		chunk->nr_used++;
+		chunk->cursor = bit + 1;
+		hdev->pages_used++;
+		page = pfn_to_page(chunk->first_pfn + bit);
+		break;
+	}
+	spin_unlock(&hdev->pool_lock);
+	return page;
+}
+
+static void hmmt_pool_give(struct page *page)
+{
+	struct hmmt_chunk *chunk = hmmt_page_chunk(page);
+	struct hmmt_device *hdev = chunk->hdev;
+
+	spin_lock(&hdev->pool_lock);
+	__clear_bit(page_to_pfn(page) - chunk->first_pfn, chunk->in_use);
+	chunk->nr_used--;
+	hdev->pages_used--;
+	spin_unlock(&hdev->pool_lock);
+}
+
+static unsigned long hmmt_chunk_used(struct hmmt_chunk *chunk)
+{
+	unsigned long used;
+
+	spin_lock(&chunk->hdev->pool_lock);
+	used = chunk->nr_used;
+	spin_unlock(&chunk->hdev->pool_lock);
+	return used;
+}
+
+static bool hmmt_pool_has_free(struct hmmt_device *hdev)
+{
+	bool found = false;
+	unsigned int i;
+
+	spin_lock(&hdev->pool_lock);
+	for (i = 0; i < hdev->nr_chunks && !found; i++)
+		found = hdev->chunks[i]->nr_used < hdev->chunks[i]->npages;
+	spin_unlock(&hdev->pool_lock);
+	return found;
+}
+
+/* Give the device one more chunk of memory.  Returns 0 or -errno. */
+static int hmmt_chunk_add(struct hmmt_device *hdev)
+{
+	struct hmmt_chunk *chunk;
+	struct resource *res;
+	void *vaddr;
+	int ret;
+
+	mutex_lock(&hdev->grow_lock);
+	/* Somebody else may have added memory while we waited. */
+	if (hmmt_pool_has_free(hdev)) {
+		ret = 0;
+		goto out_unlock;
+	}
+	if (hdev->nr_chunks == HMMT_MAX_CHUNKS) {
+		ret = -ENOMEM;
+		goto out_unlock;
+	}
+
+	chunk = kzalloc(sizeof(*chunk), GFP_KERNEL);
+	if (!chunk) {
+		ret = -ENOMEM;
+		goto out_unlock;
+	}
+
+	res = request_free_mem_region(&iomem_resource, HMMT_CHUNK_BYTES,
+				      "hmm_dmirror");
+	if (IS_ERR_OR_NULL(res)) {
+		ret = res ? PTR_ERR(res) : -ENOMEM;
+		goto out_free;
+	}
+
+	chunk->hdev = hdev;
+	chunk->first_pfn = PHYS_PFN(res->start);
+	chunk->npages = PHYS_PFN(resource_size(res));
+	chunk->in_use = bitmap_zalloc(chunk->npages, GFP_KERNEL);
+	if (!chunk->in_use) {
+		ret = -ENOMEM;
+		goto out_release;
+	}
+
+	chunk->pagemap.type = MEMORY_DEVICE_PRIVATE;
+	chunk->pagemap.range.start = res->start;
+	chunk->pagemap.range.end = res->end;
+	chunk->pagemap.nr_range = 1;
+	chunk->pagemap.ops = &hmmt_pagemap_ops;
+	chunk->pagemap.owner = hdev;
+	vaddr = memremap_pages(&chunk->pagemap, numa_node_id());
+	if (IS_ERR_OR_NULL(vaddr)) {
+		ret = vaddr ? PTR_ERR(vaddr) : -ENOMEM;
+		goto out_bitmap;
+	}
+
+	spin_lock(&hdev->pool_lock);
+	hdev->chunks[hdev->nr_chunks++] = chunk;
+	spin_unlock(&hdev->pool_lock);
+	mutex_unlock(&hdev->grow_lock);
+
+	dev_dbg(&hdev->dev, "added device memory pfn %#lx-%#lx\n",
+		chunk->first_pfn, chunk->first_pfn + chunk->npages - 1);
+	return 0;
+
+out_bitmap:
+	bitmap_free(chunk->in_use);
+out_release:
+	release_mem_region(res->start, resource_size(res));
+out_free:
+	kfree(chunk);
+out_unlock:
+	mutex_unlock(&hdev->grow_lock);
+	return ret;
+}
+
+/*
+ * Hand out a device page that will hold virtual page @vpfn of @mirror's
+ * process.  It comes back referenced and locked, ready to be a migration
+ * destination.  Returns NULL when memory (device or system) runs out.
+ */
+static struct page *hmmt_dpage_alloc(struct hmmt_mirror *mirror,
+				     unsigned long vpfn)
+{
+	struct hmmt_device *hdev = mirror->hdev;
+	struct hmmt_store *store;
+	struct page *dpage;
+
+	store = kmalloc(sizeof(*store), GFP_KERNEL);
+	if (!store)
+		return NULL;
+	store->backing = alloc_page(GFP_HIGHUSER);
+	if (!store->backing)
+		goto out_store;
+
+	dpage = hmmt_pool_take(hdev);
+	while (!dpage) {
+		if (hmmt_chunk_add(hdev))
+			goto out_backing;
+		dpage = hmmt_pool_take(hdev);
+	}
+
+	kref_get(&mirror->ref);
+	store->mirror = mirror;
+	store->vpfn = vpfn;
+	dpage->zone_device_data = store;
+	zone_device_page_init(dpage);
+	return dpage;
+
+out_backing:
+	__free_page(store->backing);
+out_store:
+	kfree(store);
+	return NULL;
+}
+
+static struct page *hmmt_backing(struct page *dpage)
+{
+	struct hmmt_store *store = dpage->zone_device_data;
+
+	return store->backing;
+}
+
+/*
+ * dev_pagemap_ops.page_free: the last reference to a device page is gone.
+ * Runs in whatever context dropped that reference, so it must not sleep.
+ */
+static void hmmt_page_free(struct page *dpage)
+{
+	struct hmmt_store *store = dpage->zone_device_data;
+
+	dpage->zone_device_data = NULL;
+	if (store) {
+		__free_page(store->backing);
+		hmmt_mirror_put(store->mirror);
+		kfree(store);
+	}
+	hmmt_pool_give(dpage);
+}
+
+/*
+ * Copy device page @dpage into the system page @page, which is to replace
+ * it, and forget @dpage in its mirror.
+ */
+static void hmmt_copy_out(struct page *dpage, struct page *page)
+{
+	copy_highpage(page, hmmt_backing(dpage));
+	hmmt_forget(dpage);
+}
+
+/* ---------------------------------------------------------------------------
+ * Migration from system memory to the device
+ */
+
+/* End of the batch starting at @addr: same VMA, same PMD, inside the range */
+static unsigned long hmmt_batch_end(struct vm_area_struct *vma,
+				    unsigned long addr, unsigned long end)
+{
+	unsigned long next = (addr & PMD_MASK) + PMD_SIZE;
+
+	if (next < addr || next > end)
+		next = end;
+	return min(next, vma->vm_end);
+}
+
+/*
+ * Allocate and fill the destinations of one MIGRATE_TO_DEV batch.  Entries
+ * without a destination simply stay in system memory.  Returns -ENOMEM if
+ * some page was left behind for lack of memory, else 0.
+ */
+static int hmmt_to_dev_prepare(struct hmmt_mirror *mirror,
+			       struct migrate_vma *mig)
+{
+	unsigned long vpfn = mig->start >> PAGE_SHIFT;
+	int ret = 0;
+	unsigned long i;
+
+	for (i = 0; i < mig->npages; i++, vpfn++) {
+		unsigned long src = mig->src[i];
+		struct page *spage = migrate_pfn_to_page(src);
+		struct page *dpage;
+
+		mig->dst[i] = 0;
+		if (!(src & MIGRATE_PFN_MIGRATE))
+			continue;
+		/*
+		 * No source page means a hole or the zero page: the device
+		 * page starts out zeroed.  A device page as source cannot
+		 * happen with MIGRATE_VMA_SELECT_SYSTEM; leave it alone.
+		 */
+		if (spage && is_zone_device_page(spage))
+			continue;
+
+		/* Room for the mirror entry, while we may still sleep. */
+		if (xa_reserve(&mirror->ptab, vpfn, GFP_KERNEL)) {
+			ret = -ENOMEM;
+			continue;
+		}
+		dpage = hmmt_dpage_alloc(mirror, vpfn);
+		if (!dpage) {
+			xa_release(&mirror->ptab, vpfn);
+			ret = -ENOMEM;
+			continue;
+		}
+
+		if (spage)
+			copy_highpage(hmmt_backing(dpage), spage);
+		else
+			clear_highpage(hmmt_backing(dpage));
+
+		mig->dst[i] = migrate_pfn(page_to_pfn(dpage));
+		if ((src & MIGRATE_PFN_WRITE) ||
+		    (!spage && (mig->vma->vm_flags & VM_WRITE)))
+			mig->dst[i] |= MIGRATE_PFN_WRITE;
+	}
+	return ret;
+}
+
+/*
+ * Record the pages of a batch that made it to the device in the mirror.
+ * Called between migrate_vma_pages() and migrate_vma_finalize(), see the
+ * comment above struct hmmt_mirror.
+ */
+static int hmmt_to_dev_record(struct hmmt_mirror *mirror,
+			      struct migrate_vma *mig)
+{
+	unsigned long vpfn = mig->start >> PAGE_SHIFT;
+	int ret = 0;
+	unsigned long i;
+
+	mutex_lock(&mirror->lock);
+	for (i = 0; i < mig->npages; i++, vpfn++) {
+		struct page *dpage = migrate_pfn_to_page(mig->dst[i]);
+		void *entry;
+
+		if (!dpage)
+			continue;
+		if (!(mig->src[i] & MIGRATE_PFN_MIGRATE)) {
+			/* Not migrated after all; finalize frees dpage. */
+			xa_release(&mirror->ptab, vpfn);
+			continue;
+		}
+		entry = dpage;
+		if (mig->dst[i] & MIGRATE_PFN_WRITE)
+			entry = xa_tag_pointer(entry, HMMT_PT_WRITE);
+		/* The slot was reserved: this does not allocate. */
+		if (xa_is_err(xa_store(&mirror->ptab, vpfn, entry,
+				       GFP_NOWAIT | __GFP_NOWARN)))
+			ret = -ENOMEM;
+	}
+	mutex_unlock(&mirror->lock);
+	return ret;
+}
+
+/* Move one batch of system memory to the device. */
+static int hmmt_to_dev_batch(struct hmmt_mirror *mirror,
+			     struct migrate_vma *mig)
+{
+	int ret, err;
+
+	ret = migrate_vma_setup(mig);
+	if (ret)
+		return ret;
+	ret = hmmt_to_dev_prepare(mirror, mig);
+	migrate_vma_pages(mig);
+	err = hmmt_to_dev_record(mirror, mig);
+	migrate_vma_finalize(mig);
+	return ret ? ret : err;
+}
+
+/*
+ * Copy what the device holds for [start, end) to the user buffer at
+ * @cmd->ptr.  Every page of the range must be in the mirror, else -ENOENT.
+ * Counts the pages copied in @cmd->cpages.
+ */
+static int hmmt_report(struct hmmt_mirror *mirror,
+		       struct hmm_dmirror_cmd *cmd, unsigned long start,
+		       unsigned long end)
+{
+	char __user *ubuf = u64_to_user_ptr(cmd->ptr);
+	unsigned long vpfn;
+
+	for (vpfn = start >> PAGE_SHIFT; vpfn < end >> PAGE_SHIFT; vpfn++) {
+		struct page *dpage = hmmt_ptab_get(mirror, vpfn);
+		unsigned long left;
+		void *kaddr;
+
+		if (!dpage)
+			return -ENOENT;
+		/* No mirror lock here: this copy may fault. */
+		kaddr = kmap_local_page(hmmt_backing(dpage));
+		left = copy_to_user(ubuf, kaddr, PAGE_SIZE);
+		kunmap_local(kaddr);
+		put_page(dpage);
+		if (left)
+			return -EFAULT;
+		ubuf += PAGE_SIZE;
+		cmd->cpages++;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Migration from the device back to system memory
+ */
+
+/*
+ * Move one batch of device memory back to system memory, adding the number
+ * of pages moved to @count.  Pages that get no system memory stay on the
+ * device and make this return -ENOMEM.
+ */
+static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
+			     struct migrate_vma *mig, u64 *count)
+{
+	unsigned long i;
+	int ret;
+
+	ret = migrate_vma_setup(mig);
+	if (ret)
+		return ret;
+
+	for (i = 0; i < mig->npages; i++) {
+		unsigned long addr = mig->start + i * PAGE_SIZE;
+		struct page *dpage = migrate_pfn_to_page(mig->src[i]);
+		struct page *page;
+
+		mig->dst[i] = 0;
+		if (!dpage || !(mig->src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		if (!is_device_private_page(dpage) ||
+		    hmmt_page_device(dpage) != mirror->hdev)
+			continue;
+		page = alloc_page_vma(GFP_HIGHUSER_MOVABLE, mig->vma, addr);
+		if (!page) {
+			ret = -ENOMEM;
+			continue;
+		}
+		lock_page(page);
+		hmmt_copy_out(dpage, page);
+		mig->dst[i] = migrate_pfn(page_to_pfn(page)) |
+			      (mig->src[i] & MIGRATE_PFN_WRITE);
+	}
+
+	migrate_vma_pages(mig);
+	/* migrate_vma_pages() clears MIGRATE for what it could not move. */
+	for (i = 0; i < mig->npages; i++)
+		if (mig->dst[i] && (mig->src[i] & MIGRATE_PFN_MIGRATE))
+			(*count)++;
+	migrate_vma_finalize(mig);
+	return ret;
+}
+
+/*
+ * MIGRATE_TO_DEV and MIGRATE_TO_SYS: work through [start, end) of the
+ * mirrored process one batch at a time.  Every part of the range must be
+ * mapped by a readable VMA; batches done before an error stay done.
+ */
+static int hmmt_migrate_range(struct hmmt_mirror *mirror,
+			      struct hmm_dmirror_cmd *cmd, unsigned long start,
+			      unsigned long end, bool to_dev)
+{
+	struct mm_struct *mm = mirror->notifier.mm;
+	struct hmmt_xfer *xfer;
+	unsigned long addr, next;
+	int ret = 0;
+
+	/* The file may outlive the process that opened it. */
+	if (!mmget_not_zero(mm))
+		return -EINVAL;
+	xfer = kmalloc(sizeof(*xfer), GFP_KERNEL);
+	if (!xfer) {
+		ret = -ENOMEM;
+		goto out_mmput;
+	}
+	if (mmap_read_lock_killable(mm)) {
+		ret = -EINTR;
+		goto out_free;
+	}
+
+	for (addr = start; addr < end; addr = next) {
+		struct vm_area_struct *vma = vma_lookup(mm, addr);
+		struct migrate_vma mig = {
+			.vma		= vma,
+			.src		= xfer->src,
+			.dst		= xfer->dst,
+			.pgmap_owner	= mirror->hdev,
+		};
+
+		if (!vma || !(vma->vm_flags & VM_READ)) {
+			ret = -EINVAL;
+			break;
+		}
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			break;
+		}
+		next = hmmt_batch_end(vma, addr, end);
+		mig.start = addr;
+		mig.end = next;
+		if (to_dev) {
+			mig.flags = MIGRATE_VMA_SELECT_SYSTEM;
+			ret = hmmt_to_dev_batch(mirror, &mig);
+		} else {
+			mig.flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+			ret = hmmt_to_sys_batch(mirror, &mig, &cmd->cpages);
+		}
+		if (ret)
+			break;
+	}
+
+	mmap_read_unlock(mm);
+out_free:
+	kfree(xfer);
+out_mmput:
+	mmput(mm);
+	if (ret || !to_dev)
+		return ret;
+
+	/* Hand back what the device now holds, for the caller to verify. */
+	return hmmt_report(mirror, cmd, start, end);
+}
+
+/*
+ * dev_pagemap_ops.migrate_to_ram: the CPU touched a page on the device.
+ * The core calls this with vmf->page locked and referenced and unlocks it
+ * afterwards; migrate_vma_setup() expects exactly that of a fault page.
+ */
+static vm_fault_t hmmt_migrate_to_ram(struct vm_fault *vmf)
+{
+	unsigned long addr = ALIGN_DOWN(vmf->address, PAGE_SIZE);
+	unsigned long src = 0, dst = 0;
+	struct migrate_vma mig = {
+		.vma		= vmf->vma,
+		.start		= addr,
+		.end		= addr + PAGE_SIZE,
+		.src		= &src,
+		.dst		= &dst,
+		.pgmap_owner	= hmmt_page_device(vmf->page),
+		.flags		= MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+		.fault_page	= vmf->page,
+	};
+	struct page *dpage, *page;
+	vm_fault_t ret = 0;
+
+	if (migrate_vma_setup(&mig))
+		return VM_FAULT_SIGBUS;
+
+	/*
+	 * Nothing collected means the page could not be taken right now
+	 * (someone holds a transient extra reference, e.g. an eviction or a
+	 * MIGRATE_TO_DEV copying it out): return and let the fault retry.
+	 */
+	dpage = migrate_pfn_to_page(src);
+	if (dpage && (src & MIGRATE_PFN_MIGRATE)) {
+		page = alloc_page_vma(GFP_HIGHUSER_MOVABLE, vmf->vma, addr);
+		if (page) {
+			lock_page(page);
+			hmmt_copy_out(dpage, page);
+			dst = migrate_pfn(page_to_pfn(page)) |
+			      (src & MIGRATE_PFN_WRITE);
+		} else {
+			ret = VM_FAULT_OOM;
+		}
+	}
+
+	migrate_vma_pages(&mig);
+	migrate_vma_finalize(&mig);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------------
+ * Eviction: move everything in device memory back to system memory without
+ * knowing where it is mapped (RELEASE and module unload).
+ */
+
+static bool hmmt_window_busy(struct hmmt_chunk *chunk, unsigned long first,
+			     unsigned long n)
+{
+	bool busy;
+
+	spin_lock(&chunk->hdev->pool_lock);
+	busy = find_next_bit(chunk->in_use, first + n, first) < first + n;
+	spin_unlock(&chunk->hdev->pool_lock);
+	return busy;
+}
+
+/*
+ * Evict the @n device pages starting at page @first of @chunk.  With
+ * @nofail the system memory allocation may not fail; otherwise a page that
+ * gets no memory stays on the device and -ENOMEM is returned.
+ */
+static int hmmt_evict_window(struct hmmt_chunk *chunk,
+			     struct hmmt_xfer *xfer, unsigned long first,
+			     unsigned long n, bool nofail)
+{
+	gfp_t gfp = GFP_HIGHUSER_MOVABLE | (nofail ? __GFP_NOFAIL : 0);
+	int ret = 0;
+	unsigned long i;
+
+	memset(xfer->dst, 0, n * sizeof(xfer->dst[0]));
+	migrate_device_range(xfer->src, chunk->first_pfn + first, n);
+
+	for (i = 0; i < n; i++) {
+		struct page *dpage = migrate_pfn_to_page(xfer->src[i]);
+		struct page *page;
+
+		if (!dpage || !(xfer->src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		page = alloc_page(gfp);
+		if (!page) {
+			ret = -ENOMEM;
+			continue;
+		}
+		lock_page(page);
+		hmmt_copy_out(dpage, page);
+		xfer->dst[i] = migrate_pfn(page_to_pfn(page)) |
+			       (xfer->src[i] & MIGRATE_PFN_WRITE);
+	}
+
+	migrate_device_pages(xfer->src, xfer->dst, n);
+	migrate_device_finalize(xfer->src, xfer->dst, n);
+	return ret;
+}
+
+static int hmmt_evict_chunk(struct hmmt_chunk *chunk, struct hmmt_xfer *xfer,
+			    bool nofail)
+{
+	unsigned long first, n;
+	int ret = 0;
+
+	for (first = 0; first < chunk->npages; first += n) {
+		n = min_t(unsigned long, HMMT_BATCH, chunk->npages - first);
+		if (!hmmt_window_busy(chunk, first, n))
+			continue;
+		if (hmmt_evict_window(chunk, xfer, first, n, nofail))
+			ret = -ENOMEM;
+		cond_resched();
+	}
+	return ret;
+}
+
+static unsigned int hmmt_nr_chunks(struct hmmt_device *hdev)
+{
+	unsigned int nr;
+
+	spin_lock(&hdev->pool_lock);
+	nr = hdev->nr_chunks;
+	spin_unlock(&hdev->pool_lock);
+	return nr;
+}
+
+/*
+ * HMM_DMIRROR_RELEASE: evict all of the device's memory.  A page that is
+ * busy (locked by a concurrent migration or fault) is skipped by
+ * migrate_device_range(); try a few times before giving up on it, it is
+ * not lost either way.  Chunks are never removed before module unload, so
+ * reading them without grow_lock is fine.
+ */
+static int hmmt_release_all(struct hmmt_device *hdev)
+{
+	unsigned int nr = hmmt_nr_chunks(hdev);
+	struct hmmt_xfer *xfer;
+	int pass, ret = 0;
+	unsigned int i;
+
+	xfer = kmalloc(sizeof(*xfer), GFP_KERNEL);
+	if (!xfer)
+		return -ENOMEM;
+	for (i = 0; i < nr; i++) {
+		struct hmmt_chunk *chunk = hdev->chunks[i];
+
+		for (pass = 0; pass < 4 && hmmt_chunk_used(chunk); pass++)
+			if (hmmt_evict_chunk(chunk, xfer, false))
+				ret = -ENOMEM;
+	}
+	kfree(xfer);
+	return ret;
+}
+
+/*
+ * Module unload: no file is open any more, but processes may still have
+ * pages on the device.  Evict until every chunk is empty, then give the
+ * memory back.  memunmap_pages() waits for the last page reference, which
+ * also waits out a CPU fault still running our migrate_to_ram().
+ */
+static void hmmt_destroy_memory(struct hmmt_device *hdev)
+{
+	struct hmmt_xfer *xfer;
+	unsigned int i;
+
+	xfer = kmalloc(sizeof(*xfer), GFP_KERNEL | __GFP_NOFAIL);
+	for (i = 0; i < hdev->nr_chunks; i++) {
+		struct hmmt_chunk *chunk = hdev->chunks[i];
+		unsigned int pass = 0;
+
+		while (hmmt_chunk_used(chunk)) {
+			hmmt_evict_chunk(chunk, xfer, true);
+			if (!hmmt_chunk_used(chunk))
+				break;
+			if (++pass == 100)
+				dev_warn(&hdev->dev,
+					 "%lu device pages still busy\n",
+					 hmmt_chunk_used(chunk));
+			msleep(20);
+		}
+
+		memunmap_pages(&chunk->pagemap);
+		release_mem_region(chunk->pagemap.range.start,
+				   range_len(&chunk->pagemap.range));
+		bitmap_free(chunk->in_use);
+		kfree(chunk);
+		hdev->chunks[i] = NULL;
+	}
+	hdev->nr_chunks = 0;
+	kfree(xfer);
+}
+
+static const struct dev_pagemap_ops hmmt_pagemap_ops = {
+	.page_free	= hmmt_page_free,
+	.migrate_to_ram	= hmmt_migrate_to_ram,
+};
+
+/* ---------------------------------------------------------------------------
+ * File operations
+ */
+
+static int hmmt_open(struct inode *inode, struct file *filp)
+{
+	struct hmmt_device *hdev =
+		container_of(inode->i_cdev, struct hmmt_device, cdev);
+	struct mm_struct *mm = current->mm;
+	struct hmmt_mirror *mirror;
+	int ret;
+
+	if (!mm)
+		return -EINVAL;
+
+	mirror = kzalloc(sizeof(*mirror), GFP_KERNEL);
+	if (!mirror)
+		return -ENOMEM;
+	kref_init(&mirror->ref);
+	mirror->hdev = hdev;
+	mutex_init(&mirror->lock);
+	xa_init(&mirror->ptab);
+
+	/* Mirror the whole user address space of the opener. */
+	ret = mmu_interval_notifier_insert(&mirror->notifier, mm, 0,
+					   mm->task_size, &hmmt_notifier_ops);
+	if (ret) {
+		hmmt_mirror_put(mirror);
+		return ret;
+	}
+
+	filp->private_data = mirror;
+	return 0;
+}
+
+static int hmmt_release(struct inode *inode, struct file *filp)
+{
+	struct hmmt_mirror *mirror = filp->private_data;
+
+	/* After this no invalidation callback can run any more. */
+	mmu_interval_notifier_remove(&mirror->notifier);
+
+	/*
+	 * Pages still on the device stay there and keep the mirror alive;
+	 * nobody will look them up in the page table again.
+	 */
+	mutex_lock(&mirror->lock);
+	xa_destroy(&mirror->ptab);
+	mutex_unlock(&mirror->lock);
+
+	hmmt_mirror_put(mirror);
+	return 0;
+}
+
+/*
+ * Check the range of a command, common to all ioctls:
+ * page aligned start, at least one page, no wrap-around.
+ */
+static int hmmt_cmd_range(const struct hmm_dmirror_cmd *cmd,
+			  unsigned long *startp, unsigned long *endp)
+{
+	unsigned long start, end;
+
+	if (cmd->addr > ULONG_MAX || !PAGE_ALIGNED(cmd->addr))
+		return -EINVAL;
+	if (!cmd->npages || cmd->npages > (ULONG_MAX >> PAGE_SHIFT))
+		return -EINVAL;
+	start = cmd->addr;
+	if (check_add_overflow(start, (unsigned long)cmd->npages << PAGE_SHIFT,
+			       &end))
+		return -EINVAL;
+
+	*startp = start;
+	*endp = end;
+	return 0;
+}
+
+static long hmmt_ioctl(struct file *filp, unsigned int op, unsigned long arg)
+{
+	struct hmmt_mirror *mirror = filp->private_data;
+	void __user *uarg = (void __user *)arg;
+	struct hmm_dmirror_cmd cmd;
+	unsigned long start, end;
+	int ret;
+
+	if (copy_from_user(&cmd, uarg, sizeof(cmd)))
+		return -EFAULT;
+	ret = hmmt_cmd_range(&cmd, &start, &end);
+	if (ret)
+		return ret;
+	cmd.cpages = 0;
+	cmd.faults = 0;
+
+	switch (op) {
+	case HMM_DMIRROR_MIGRATE_TO_DEV:
+		ret = hmmt_migrate_range(mirror, &cmd, start, end, true);
+		break;
+	case HMM_DMIRROR_MIGRATE_TO_SYS:
+		ret = hmmt_migrate_range(mirror, &cmd, start, end, false);
+		break;
+	case HMM_DMIRROR_RELEASE:
+		ret = hmmt_release_all(mirror->hdev);
+		break;
+	case HMM_DMIRROR_READ:
+	case HMM_DMIRROR_WRITE:
+	case HMM_DMIRROR_SNAPSHOT:
+	case HMM_DMIRROR_EXCLUSIVE:
+	case HMM_DMIRROR_CHECK_EXCLUSIVE:
+		/* Reserved: they need hmm_range_fault() / device-exclusive. */
+		return -EOPNOTSUPP;
+	default:
+		return -EINVAL;
+	}
+	if (ret)
+		return ret;
+
+	if (copy_to_user(uarg, &cmd, sizeof(cmd)))
+		return -EFAULT;
+	return 0;
+}
+
+/*
+ * mmap() of the device file gives zeroed kernel pages inserted into a
+ * VM_MIXEDMAP mapping: memory that migrate_vma must leave alone.
+ */
+static int hmmt_mmap(struct file *filp, struct vm_area_struct *vma)
+{
+	unsigned long addr;
+
+	for (addr = vma->vm_start; addr < vma->vm_end; addr += PAGE_SIZE) {
+		struct page *page = alloc_page(GFP_KERNEL | __GFP_ZERO);
+		int ret;
+
+		if (!page)
+			return -ENOMEM;
+		ret = vm_insert_page(vma, addr, page);
+		/* On success the mapping holds its own reference. */
+		put_page(page);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static const struct file_operations hmmt_fops = {
+	.owner		= THIS_MODULE,
+	.open		= hmmt_open,
+	.release	= hmmt_release,
+	.mmap		= hmmt_mmap,
+	.unlocked_ioctl	= hmmt_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.llseek		= noop_llseek,
+};
+
+/* ---------------------------------------------------------------------------
+ * Devices
+ */
+
+/*
+ * Read-only counters under /sys/dev/char/<major>:<minor>/:
+ * pages_used: device pages currently holding data (0 when nothing is on
+ *	the device), chunks: device memory chunks created so far.
+ */
+static ssize_t pages_used_show(struct device *dev,
+			       struct device_attribute *attr, char *buf)
+{
+	struct hmmt_device *hdev = container_of(dev, struct hmmt_device, dev);
+	unsigned long used;
+
+	spin_lock(&hdev->pool_lock);
+	used = hdev->pages_used;
+	spin_unlock(&hdev->pool_lock);
+	return sysfs_emit(buf, "%lu\n", used);
+}
+static DEVICE_ATTR_RO(pages_used);
+
+static ssize_t chunks_show(struct device *dev, struct device_attribute *attr,
+			   char *buf)
+{
+	struct hmmt_device *hdev = container_of(dev, struct hmmt_device, dev);
+
+	return sysfs_emit(buf, "%u\n", hmmt_nr_chunks(hdev));
+}
+static DEVICE_ATTR_RO(chunks);
+
+static struct attribute *hmmt_attrs[] = {
+	&dev_attr_pages_used.attr,
+	&dev_attr_chunks.attr,
+	NULL,
+};
+ATTRIBUTE_GROUPS(hmmt);
+
+static void hmmt_device_release(struct device *dev)
+{
+	struct hmmt_device *hdev = container_of(dev, struct hmmt_device, dev);
+
+	mutex_destroy(&hdev->grow_lock);
+	kfree(hdev);
+}
+
+static struct hmmt_device *hmmt_device_create(unsigned int minor)
+{
+	struct hmmt_device *hdev;
+	int ret;
+
+	hdev = kzalloc(sizeof(*hdev), GFP_KERNEL);
+	if (!hdev)
+		return ERR_PTR(-ENOMEM);
+	hdev->mem_type = HMM_DMIRROR_MEMORY_DEVICE_PRIVATE;
+	mutex_init(&hdev->grow_lock);
+	spin_lock_init(&hdev->pool_lock);
+
+	device_initialize(&hdev->dev);
+	hdev->dev.devt = MKDEV(MAJOR(hmmt_devt), minor);
+	hdev->dev.groups = hmmt_groups;
+	hdev->dev.release = hmmt_device_release;
+	ret = dev_set_name(&hdev->dev, "hmm_dmirror%u", minor);
+	if (ret)
+		goto out_put;
+
+	cdev_init(&hdev->cdev, &hmmt_fops);
+	hdev->cdev.owner = THIS_MODULE;
+	ret = cdev_device_add(&hdev->cdev, &hdev->dev);
+	if (ret)
+		goto out_put;
+	return hdev;
+
+out_put:
+	put_device(&hdev->dev);
+	return ERR_PTR(ret);
+}
+
+static void hmmt_device_destroy(struct hmmt_device *hdev)
+{
+	cdev_device_del(&hdev->cdev, &hdev->dev);
+	hmmt_destroy_memory(hdev);
+	put_device(&hdev->dev);
+}
+
+static int __init hmmt_init(void)
+{
+	unsigned int i;
+	int ret;
+
+	ret = alloc_chrdev_region(&hmmt_devt, 0, HMMT_MINORS, "HMM_DMIRROR");
+	if (ret)
+		return ret;
+
+	for (i = 0; i < HMMT_PRIVATE_DEVICES; i++) {
+		struct hmmt_device *hdev = hmmt_device_create(i);
+
+		if (IS_ERR(hdev)) {
+			ret = PTR_ERR(hdev);
+			goto out_destroy;
+		}
+		hmmt_devices[i] = hdev;
+	}
+
+	if (spm_addr_dev0 || spm_addr_dev1)
+		pr_info("device-coherent memory is not supported, hmm_dmirror2/3 not created\n");
+	pr_info("loaded: a test device for HMM, not for production use\n");
+	return 0;
+
+out_destroy:
+	while (i--) {
+		hmmt_device_destroy(hmmt_devices[i]);
+		hmmt_devices[i] = NULL;
+	}
+	unregister_chrdev_region(hmmt_devt, HMMT_MINORS);
+	return ret;
+}
+
+static void __exit hmmt_exit(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < HMMT_PRIVATE_DEVICES; i++) {
+		hmmt_device_destroy(hmmt_devices[i]);
+		hmmt_devices[i] = NULL;
+	}
+	unregister_chrdev_region(hmmt_devt, HMMT_MINORS);
+}
+
+module_init(hmmt_init);
+module_exit(hmmt_exit);
+MODULE_DESCRIPTION("Test driver for HMM device-private memory migration");
+MODULE_LICENSE("GPL");

@@ -1,0 +1,420 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit tests for device-private memory: the encoding of device-private swap
+ * entries, and the life cycle of a MEMORY_DEVICE_PRIVATE pgmap from claiming
+ * a free physical range to memunmap_pages().
+ */
+#include <kunit/device.h>
+#include <kunit/test.h>
+#include <linux/ioport.h>
+#include <linux/memremap.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/sizes.h>
+#include <linux/swap.h>
+#include <linux/swapops.h>
+
+/* A device-private entry flavour and what it has to decode to. */
+struct dp_flavour {
+	const char *name;
+	swp_entry_t (*make)(pgoff_t offset);
+	unsigned int type;
+	bool writable;
+};
+
+static const struct dp_flavour dp_flavours[] = {
+	{
+		.name = "readable",
+		.make = make_readable_device_private_entry,
+		.type = SWP_DEVICE_READ,
+		.writable = false,
+	},
+	{
+		.name = "writable",
+		.make = make_writable_device_private_entry,
+		.type = SWP_DEVICE_WRITE,
+		.writable = true,
+	},
+};
+
+static void check_dp_entry(struct kunit *test, const struct dp_flavour *fl,
+			   unsigned long pfn)
+{
+	swp_entry_t entry = fl->make(pfn);
+	pte_t pte;
+
+	KUNIT_EXPECT_EQ_MSG(test, swp_type(entry), fl->type,
+			    "%s entry, pfn %#lx", fl->name, pfn);
+	KUNIT_EXPECT_TRUE(test, is_device_private_entry(entry));
+	KUNIT_EXPECT_EQ_MSG(test, is_writable_device_private_entry(entry),
+			    fl->writable, "%s entry, pfn %#lx", fl->name, pfn);
+	KUNIT_EXPECT_TRUE(test, non_swap_entry(entry));
+	KUNIT_EXPECT_TRUE(test, is_pfn_swap_entry(entry));
+	KUNIT_EXPECT_EQ_MSG(test, swp_offset_pfn(entry), pfn,
+			    "%s entry", fl->name);
+	KUNIT_EXPECT_FALSE(test, is_migration_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_hwpoison_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_pte_marker_entry(entry));
+
+	/* Through the architecture's PTE format and back. */
+	pte = swp_entry_to_pte(entry);
+	KUNIT_EXPECT_FALSE(test, pte_present(pte));
+	KUNIT_EXPECT_TRUE(test, is_swap_pte(pte));
+	KUNIT_EXPECT_EQ_MSG(test, pte_to_swp_entry(pte).val, entry.val,
+			    "%s entry, pfn %#lx", fl->name, pfn);
+
+	/* The software bits a swap PTE carries must not leak into it. */
+	pte = pte_swp_mkuffd_wp(pte_swp_mksoft_dirty(pte));
+	KUNIT_EXPECT_EQ_MSG(test, pte_to_swp_entry(pte).val, entry.val,
+			    "%s entry with PTE bits, pfn %#lx", fl->name, pfn);
+}
+
+static void dp_entry_basic(struct kunit *test)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(dp_flavours); i++) {
+		check_dp_entry(test, &dp_flavours[i], 0);
+		check_dp_entry(test, &dp_flavours[i], 1);
+		check_dp_entry(test, &dp_flavours[i], 0x12345);
+	}
+	KUNIT_EXPECT_NE(test, SWP_DEVICE_READ, SWP_DEVICE_WRITE);
+}
+
+/* Every pfn the entry can hold survives the trip, up to SWP_PFN_MASK. */
+static void dp_entry_pfn_range(struct kunit *test)
+{
+	const unsigned long max = SWP_PFN_MASK;
+	int i, bit;
+
+	for (i = 0; i < ARRAY_SIZE(dp_flavours); i++) {
+		const struct dp_flavour *fl = &dp_flavours[i];
+
+		check_dp_entry(test, fl, max);
+		for (bit = 0; bit < SWP_PFN_BITS; bit++) {
+			check_dp_entry(test, fl, BIT(bit));
+			check_dp_entry(test, fl, BIT(bit) - 1);
+			check_dp_entry(test, fl, max & ~BIT(bit));
+		}
+	}
+}
+
+/*
+ * Every swap type is exactly one of: a swap file, hwpoison, migration,
+ * device-private or the PTE marker; and the pfn-carrying ones are exactly
+ * hwpoison, migration and device-private.
+ */
+static void dp_entry_type_partition(struct kunit *test)
+{
+	unsigned int type, device_types = 0;
+
+	for (type = 0; type < (1U << MAX_SWAPFILES_SHIFT); type++) {
+		swp_entry_t entry = swp_entry(type, 42);
+		bool dev = is_device_private_entry(entry);
+		bool mig = is_migration_entry(entry);
+		bool hwp = is_hwpoison_entry(entry);
+		bool marker = is_pte_marker_entry(entry);
+		bool file = !non_swap_entry(entry);
+
+		KUNIT_EXPECT_EQ_MSG(test, dev + mig + hwp + marker + file, 1,
+				    "swap type %u", type);
+		KUNIT_EXPECT_EQ_MSG(test, is_pfn_swap_entry(entry),
+				    dev || mig || hwp, "swap type %u", type);
+		KUNIT_EXPECT_EQ_MSG(test, file, type < MAX_SWAPFILES,
+				    "swap type %u", type);
+		if (!dev)
+			KUNIT_EXPECT_FALSE(test,
+					   is_writable_device_private_entry(entry));
+		device_types += dev;
+	}
+	KUNIT_EXPECT_EQ(test, device_types, SWP_DEVICE_NUM);
+}
+
+/* Other special entries are never taken for device-private ones. */
+static void dp_entry_others(struct kunit *test)
+{
+	const unsigned long pfn = 0xabcde;
+	swp_entry_t entry;
+
+	if (IS_ENABLED(CONFIG_MIGRATION)) {
+		swp_entry_t mig[] = {
+			make_readable_migration_entry(pfn),
+			make_readable_exclusive_migration_entry(pfn),
+			make_writable_migration_entry(pfn),
+		};
+		int i;
+
+		for (i = 0; i < ARRAY_SIZE(mig); i++) {
+			KUNIT_EXPECT_TRUE(test, is_migration_entry(mig[i]));
+			KUNIT_EXPECT_FALSE(test, is_device_private_entry(mig[i]));
+			KUNIT_EXPECT_FALSE(test,
+					   is_writable_device_private_entry(mig[i]));
+			KUNIT_EXPECT_TRUE(test, is_pfn_swap_entry(mig[i]));
+			KUNIT_EXPECT_EQ(test, swp_offset_pfn(mig[i]), pfn);
+		}
+	}
+
+#ifdef CONFIG_MEMORY_FAILURE
+	entry = swp_entry(SWP_HWPOISON, pfn);
+	KUNIT_EXPECT_TRUE(test, is_hwpoison_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_device_private_entry(entry));
+	KUNIT_EXPECT_TRUE(test, is_pfn_swap_entry(entry));
+	KUNIT_EXPECT_EQ(test, swp_offset_pfn(entry), pfn);
+#endif
+
+	entry = make_pte_marker_entry(PTE_MARKER_UFFD_WP);
+	KUNIT_EXPECT_FALSE(test, is_device_private_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_pfn_swap_entry(entry));
+
+	/* An entry of the first swap file. */
+	entry = swp_entry(0, pfn);
+	KUNIT_EXPECT_FALSE(test, non_swap_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_device_private_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_pfn_swap_entry(entry));
+
+	/* And a device-private entry is none of the others. */
+	entry = make_writable_device_private_entry(pfn);
+	KUNIT_EXPECT_FALSE(test, is_migration_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_writable_migration_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_hwpoison_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_pte_marker_entry(entry));
+}
+
+/* A fake device: counts what the core hands back through page_free(). */
+struct fake_device_memory {
+	atomic_t nr_freed;
+	struct page *freed;
+	/* Last: struct dev_pagemap ends in a flexible array. */
+	struct dev_pagemap pgmap;
+};
+
+static void fake_page_free(struct page *page)
+{
+	struct fake_device_memory *mem =
+		container_of(page->pgmap, struct fake_device_memory, pgmap);
+
+	mem->freed = page;
+	atomic_inc(&mem->nr_freed);
+}
+
+static vm_fault_t fake_migrate_to_ram(struct vm_fault *vmf)
+{
+	/* Nothing is ever mapped from this memory, so nothing faults. */
+	return VM_FAULT_SIGBUS;
+}
+
+static const struct dev_pagemap_ops fake_ops = {
+	.page_free = fake_page_free,
+	.migrate_to_ram = fake_migrate_to_ram,
+};
+
+static void release_region_action(void *data)
+{
+	struct resource *res = data;
+
+	release_mem_region(res->start, resource_size(res));
+}
+
+static void memunmap_action(void *data)
+{
+	memunmap_pages(data);
+}
+
+/* Claim a free range; the test releases it when it ends. */
+static struct resource *claim_free_range(struct kunit *test,
+					 unsigned long size)
+{
+	struct resource *res;
+	int ret;
+
+	res = request_free_mem_region(&iomem_resource, size, "hmm_swap_kunit");
+	KUNIT_ASSERT_FALSE_MSG(test, IS_ERR(res),
+			       "request_free_mem_region: %ld", PTR_ERR(res));
+	ret = kunit_add_action_or_reset(test, release_region_action, res);
+	KUNIT_ASSERT_EQ(test, ret, 0);
+	return res;
+}
+
+static void dp_free_region(struct kunit *test)
+{
+	struct resource *res = claim_free_range(test, SZ_2M);
+	struct resource *clash;
+
+	KUNIT_EXPECT_EQ(test, res->desc, IORES_DESC_DEVICE_PRIVATE_MEMORY);
+	KUNIT_EXPECT_TRUE(test, res->flags & IORESOURCE_MEM);
+	KUNIT_EXPECT_TRUE(test, res->flags & IORESOURCE_BUSY);
+	KUNIT_EXPECT_GE(test, resource_size(res), (resource_size_t)SZ_2M);
+	KUNIT_EXPECT_EQ(test, region_intersects(res->start, resource_size(res),
+						IORESOURCE_SYSTEM_RAM,
+						IORES_DESC_NONE),
+			REGION_DISJOINT);
+
+	/* Nobody else gets these addresses while the range is claimed. */
+	clash = request_mem_region(res->start, PAGE_SIZE, "hmm_swap_kunit");
+	KUNIT_EXPECT_NULL(test, clash);
+	if (clash)
+		release_mem_region(res->start, PAGE_SIZE);
+}
+
+static void dp_devm_free_region(struct kunit *test)
+{
+	struct resource *res, *again;
+	resource_size_t start, size;
+	struct device *dev;
+
+	dev = kunit_device_register(test, "hmm_swap_kunit");
+	KUNIT_ASSERT_FALSE(test, IS_ERR(dev));
+
+	res = devm_request_free_mem_region(dev, &iomem_resource, SZ_2M);
+	KUNIT_ASSERT_FALSE_MSG(test, IS_ERR(res),
+			       "devm_request_free_mem_region: %ld",
+			       PTR_ERR(res));
+	KUNIT_EXPECT_EQ(test, res->desc, IORES_DESC_DEVICE_PRIVATE_MEMORY);
+	KUNIT_EXPECT_STREQ(test, res->name, dev_name(dev));
+	start = res->start;
+	size = resource_size(res);
+
+	/* Unbinding the device gives the range back. */
+	kunit_device_unregister(test, dev);
+	again = request_mem_region(start, size, "hmm_swap_kunit");
+	KUNIT_EXPECT_NOT_NULL(test, again);
+	if (again)
+		release_mem_region(start, size);
+}
+
+static void check_fresh_device_page(struct kunit *test, struct page *page,
+				    struct dev_pagemap *pgmap)
+{
+	KUNIT_EXPECT_TRUE(test, is_zone_device_page(page));
+	KUNIT_EXPECT_EQ(test, page_zonenum(page), ZONE_DEVICE);
+	KUNIT_EXPECT_TRUE(test, is_device_private_page(page));
+	KUNIT_EXPECT_TRUE(test, folio_is_device_private(page_folio(page)));
+	KUNIT_EXPECT_PTR_EQ(test, page->pgmap, pgmap);
+	KUNIT_EXPECT_EQ(test, page_ref_count(page), 0);
+}
+
+static void dp_memremap_lifecycle(struct kunit *test)
+{
+	struct fake_device_memory *mem;
+	struct page *first, *last;
+	struct resource *res;
+	void *addr;
+	int ret;
+
+	mem = kunit_kzalloc(test, sizeof(*mem), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, mem);
+	res = claim_free_range(test, SZ_2M);
+
+	/* A 2 MiB subsection of the claimed range is enough. */
+	mem->pgmap.type = MEMORY_DEVICE_PRIVATE;
+	mem->pgmap.range.start = res->start;
+	mem->pgmap.range.end = res->start + SZ_2M - 1;
+	mem->pgmap.nr_range = 1;
+	mem->pgmap.ops = &fake_ops;
+	mem->pgmap.owner = mem;
+
+	addr = memremap_pages(&mem->pgmap, numa_node_id());
+	KUNIT_ASSERT_FALSE_MSG(test, IS_ERR_OR_NULL(addr),
+			       "memremap_pages: %ld", PTR_ERR(addr));
+	ret = kunit_add_action_or_reset(test, memunmap_action, &mem->pgmap);
+	KUNIT_ASSERT_EQ(test, ret, 0);
+
+	first = pfn_to_page(PHYS_PFN(mem->pgmap.range.start));
+	last = pfn_to_page(PHYS_PFN(mem->pgmap.range.end));
+	check_fresh_device_page(test, first, &mem->pgmap);
+	check_fresh_device_page(test, last, &mem->pgmap);
+
+	/* Handed out: one reference, locked for use as a migration target. */
+	zone_device_page_init(first);
+	KUNIT_EXPECT_EQ(test, page_ref_count(first), 1);
+	KUNIT_EXPECT_TRUE(test, PageLocked(first));
+	unlock_page(first);
+
+	/* Only the last reference gives it back, exactly once. */
+	get_page(first);
+	put_page(first);
+	KUNIT_EXPECT_EQ(test, atomic_read(&mem->nr_freed), 0);
+	put_page(first);
+	KUNIT_EXPECT_EQ(test, atomic_read(&mem->nr_freed), 1);
+	KUNIT_EXPECT_PTR_EQ(test, mem->freed, first);
+	KUNIT_EXPECT_EQ(test, page_ref_count(first), 0);
+
+	/* A freed page can be handed out again. */
+	zone_device_page_init(first);
+	unlock_page(first);
+	put_page(first);
+	KUNIT_EXPECT_EQ(test, atomic_read(&mem->nr_freed), 2);
+	KUNIT_EXPECT_EQ(test, page_ref_count(first), 0);
+
+	/* The memunmap_pages() action must not wait for anything now. */
+}
+
+static const struct dev_pagemap_ops fake_ops_no_fault = {
+	.page_free = fake_page_free,
+};
+
+static const struct dev_pagemap_ops fake_ops_no_free = {
+	.migrate_to_ram = fake_migrate_to_ram,
+};
+
+static void dp_memremap_invalid(struct kunit *test)
+{
+	static const struct {
+		const char *what;
+		const struct dev_pagemap_ops *ops;
+		bool owner;
+		unsigned long vmemmap_shift;
+	} cases[] = {
+		{ "no ops", NULL, true, 0 },
+		{ "no migrate_to_ram", &fake_ops_no_fault, true, 0 },
+		{ "no page_free", &fake_ops_no_free, true, 0 },
+		{ "no owner", &fake_ops, false, 0 },
+		{ "compound pages", &fake_ops, true, 1 },
+	};
+	struct resource *res = claim_free_range(test, SZ_2M);
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct fake_device_memory *mem;
+		void *addr;
+
+		mem = kunit_kzalloc(test, sizeof(*mem), GFP_KERNEL);
+		KUNIT_ASSERT_NOT_NULL(test, mem);
+		mem->pgmap.type = MEMORY_DEVICE_PRIVATE;
+		mem->pgmap.range.start = res->start;
+		mem->pgmap.range.end = res->start + SZ_2M - 1;
+		mem->pgmap.nr_range = 1;
+		mem->pgmap.ops = cases[i].ops;
+		if (cases[i].owner)
+			mem->pgmap.owner = mem;
+		mem->pgmap.vmemmap_shift = cases[i].vmemmap_shift;
+
+		addr = memremap_pages(&mem->pgmap, numa_node_id());
+		KUNIT_EXPECT_EQ_MSG(test, PTR_ERR_OR_ZERO(addr), -EINVAL,
+				    "%s", cases[i].what);
+		if (!IS_ERR(addr))
+			memunmap_pages(&mem->pgmap);
+	}
+}
+
+static struct kunit_case hmm_swap_cases[] = {
+	KUNIT_CASE(dp_entry_basic),
+	KUNIT_CASE(dp_entry_pfn_range),
+	KUNIT_CASE(dp_entry_type_partition),
+	KUNIT_CASE(dp_entry_others),
+	KUNIT_CASE(dp_free_region),
+	KUNIT_CASE(dp_devm_free_region),
+	KUNIT_CASE(dp_memremap_lifecycle),
+	KUNIT_CASE(dp_memremap_invalid),
+	{}
+};
+
+static struct kunit_suite hmm_swap_suite = {
+	.name = "hmm_device_private",
+	.test_cases = hmm_swap_cases,
+};
+
+kunit_test_suite(hmm_swap_suite);
+
+MODULE_DESCRIPTION("KUnit tests for device-private swap entries and pgmaps");
+MODULE_LICENSE("GPL");

@@ -1,0 +1,1053 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Migration of anonymous memory to and from device memory, driven by a
+ * device driver (struct migrate_vma, migrate_device_range()).
+ *
+ * A migration runs in three calls with the driver's work in between:
+ *
+ *  1. migrate_vma_setup() (or migrate_device_range()) collects the source
+ *     pages, locks them and replaces every CPU mapping of them with a
+ *     migration entry.  CPU faults on those entries sleep on the page lock.
+ *  2. The driver allocates destination pages, copies the data and fills in
+ *     the dst array; migrate_vma_pages() (or migrate_device_pages()) then
+ *     moves the page metadata (mapping, index, flags, memcg charge) over and
+ *     maps new pages into unpopulated addresses.
+ *  3. migrate_vma_finalize() (or migrate_device_finalize()) turns every
+ *     migration entry back into a mapping, of the new page where the
+ *     migration went through and of the old one elsewhere, and drops the
+ *     locks and references taken in step 1.
+ *
+ * Reference and lock rules for a collected source page: from collection to
+ * finalize this code holds one reference and the page lock.  For a page on
+ * the LRU the reference is the one folio_isolate_lru() took; the reference
+ * taken while collecting is dropped at isolation.  The exception is
+ * struct migrate_vma.fault_page, whose lock (and one more reference) belong
+ * to the fault handler: it is never locked or unlocked here.  Destination
+ * pages arrive locked with one reference owned by the driver; finalize
+ * unlocks them and drops that reference, so a destination page that did not
+ * get used is freed there.
+ *
+ * Every lock is taken with a trylock while collecting (two migrations of
+ * overlapping ranges would otherwise deadlock on each other's pages); a page
+ * that cannot be locked at once is simply left out, migration being best
+ * effort.
+ */
+#include <linux/export.h>
+#include <linux/memcontrol.h>
+#include <linux/memremap.h>
+#include <linux/migrate.h>
+#include <linux/mm.h>
+#include <linux/mm_inline.h>
+#include <linux/mmu_notifier.h>
+#include <linux/oom.h>
+#include <linux/pagewalk.h>
+#include <linux/rmap.h>
+#include <linux/swap.h>
+#include <linux/swapops.h>
+#include <linux/userfaultfd_k.h>
+#include <asm/tlbflush.h>
+#include "internal.h"
+
+#define MIGRATE_VMA_SELECT_ALL	(MIGRATE_VMA_SELECT_SYSTEM |		\
+				 MIGRATE_VMA_SELECT_DEVICE_PRIVATE |	\
+				 MIGRATE_VMA_SELECT_DEVICE_COHERENT)
+
+/*
+ * State of one page table walk of migrate_vma_setup().  The walker may hand
+ * us the same PMD several times (ACTION_AGAIN after splitting a huge page or
+ * waiting for a migration); @next says where the previous visit stopped, so
+ * that no entry is recorded twice.
+ */
+struct mvd_walk {
+	struct migrate_vma *mig;
+	unsigned long next;
+	/* A large folio that could not be split: do not try again. */
+	struct folio *unsplittable;
+};
+
+static void mvd_record(struct mvd_walk *w, unsigned long addr,
+		       unsigned long mpfn)
+{
+	struct migrate_vma *mig = w->mig;
+
+	mig->src[(addr - mig->start) >> PAGE_SHIFT] = mpfn;
+	if (mpfn & MIGRATE_PFN_MIGRATE)
+		mig->cpages++;
+}
+
+static void mvd_record_range(struct mvd_walk *w, unsigned long addr,
+			     unsigned long end, unsigned long mpfn)
+{
+	for (; addr < end; addr += PAGE_SIZE)
+		mvd_record(w, addr, mpfn);
+	w->next = max(w->next, end);
+}
+
+/*
+ * An address without a page, or mapping the shared zero page, can be given a
+ * new page by migrate_vma_pages() if system memory is selected and the VMA is
+ * private anonymous memory.
+ */
+static unsigned long mvd_empty_entry(struct mvd_walk *w,
+				     struct vm_area_struct *vma)
+{
+	if ((w->mig->flags & MIGRATE_VMA_SELECT_SYSTEM) &&
+	    vma_is_anonymous(vma))
+		return MIGRATE_PFN_MIGRATE;
+	return 0;
+}
+
+static int mvd_walk_hole(unsigned long start, unsigned long end,
+			 __always_unused int depth, struct mm_walk *walk)
+{
+	struct mvd_walk *w = walk->private;
+
+	start = max(start, w->next);
+	mvd_record_range(w, start, end, mvd_empty_entry(w, walk->vma));
+	return 0;
+}
+
+/*
+ * Split @folio so that its pages can be collected one by one.  Called
+ * without page table locks, with a reference on @folio which is dropped.
+ */
+static void mvd_split_folio(struct mvd_walk *w, struct folio *folio)
+{
+	int err = -EAGAIN;
+
+	if (folio_trylock(folio)) {
+		err = split_folio(folio);
+		folio_unlock(folio);
+	}
+	if (err)
+		w->unsplittable = folio;
+	folio_put(folio);
+}
+
+static pte_t mvd_migration_pte(struct page *page, pte_t old, bool writable,
+			       bool exclusive)
+{
+	unsigned long pfn = page_to_pfn(page);
+	swp_entry_t entry;
+	pte_t swp;
+
+	if (writable)
+		entry = make_writable_migration_entry(pfn);
+	else if (exclusive)
+		entry = make_readable_exclusive_migration_entry(pfn);
+	else
+		entry = make_readable_migration_entry(pfn);
+
+	if (!pte_present(old)) {
+		/* A device-private entry: carry its software bits over. */
+		swp = swp_entry_to_pte(entry);
+		if (pte_swp_soft_dirty(old))
+			swp = pte_swp_mksoft_dirty(swp);
+		if (pte_swp_uffd_wp(old))
+			swp = pte_swp_mkuffd_wp(swp);
+		return swp;
+	}
+
+	if (pte_young(old))
+		entry = make_migration_entry_young(entry);
+	if (pte_dirty(old))
+		entry = make_migration_entry_dirty(entry);
+	swp = swp_entry_to_pte(entry);
+	if (pte_soft_dirty(old))
+		swp = pte_swp_mksoft_dirty(swp);
+	if (pte_uffd_wp(old))
+		swp = pte_swp_mkuffd_wp(swp);
+	return swp;
+}
+
+/*
+ * Lock @page and replace the entry at @ptep, which maps it, with a migration
+ * entry.  Called with the page table lock held.  Returns the src entry for
+ * the address: the page with MIGRATE_PFN_MIGRATE, or 0 when the page cannot
+ * be taken now.
+ *
+ * Present entries that are not anon-exclusive are cleared without a TLB
+ * flush; *@flush asks the caller to flush before it drops the page table
+ * lock.  Anon-exclusive entries are flushed at once, because the exclusive
+ * marker may only be dropped once no CPU can still write through a stale TLB
+ * entry and GUP-fast can no longer find the page.
+ */
+static unsigned long mvd_take_page(struct mvd_walk *w,
+				   struct vm_area_struct *vma,
+				   unsigned long addr, pte_t *ptep,
+				   struct page *page, bool writable,
+				   bool *flush)
+{
+	struct folio *folio = page_folio(page);
+	bool locked_by_caller = page == w->mig->fault_page;
+	struct mm_struct *mm = vma->vm_mm;
+	bool present, exclusive;
+	pte_t old;
+
+	/* The page table lock keeps the page alive until we hold our own ref. */
+	folio_get(folio);
+	if (!locked_by_caller && !folio_trylock(folio)) {
+		folio_put(folio);
+		return 0;
+	}
+
+	old = ptep_get(ptep);
+	present = pte_present(old);
+	exclusive = PageAnonExclusive(page);
+	if (present)
+		flush_cache_page(vma, addr, pte_pfn(old));
+
+	if (present && exclusive) {
+		old = ptep_clear_flush(vma, addr, ptep);
+	} else {
+		old = ptep_get_and_clear(mm, addr, ptep);
+		if (present)
+			*flush = true;
+	}
+
+	/* A pinned exclusive page must stay where it is. */
+	if (exclusive && folio_try_share_anon_rmap_pte(folio, page)) {
+		set_pte_at(mm, addr, ptep, old);
+		if (!locked_by_caller)
+			folio_unlock(folio);
+		folio_put(folio);
+		return 0;
+	}
+
+	if (present && pte_dirty(old))
+		folio_mark_dirty(folio);
+
+	set_pte_at(mm, addr, ptep,
+		   mvd_migration_pte(page, old, writable, exclusive));
+
+	/*
+	 * The mapping is gone: drop its rmap and the reference it held.  The
+	 * page stays alive through the reference taken above.
+	 */
+	folio_remove_rmap_pte(folio, page, vma);
+	folio_put(folio);
+
+	return migrate_pfn(page_to_pfn(page)) | MIGRATE_PFN_MIGRATE |
+		(writable ? MIGRATE_PFN_WRITE : 0);
+}
+
+/*
+ * Work out the src entry for one page table entry.  Called with the page
+ * table lock held.  A large folio cannot be split here; it is returned in
+ * *@split with a reference, for the caller to split after dropping the lock.
+ */
+static unsigned long mvd_collect_pte(struct mvd_walk *w,
+				     struct vm_area_struct *vma,
+				     unsigned long addr, pte_t *ptep,
+				     bool *flush, struct folio **split)
+{
+	struct migrate_vma *mig = w->mig;
+	pte_t pte = ptep_get(ptep);
+	struct folio *folio;
+	struct page *page;
+	bool writable;
+
+	if (pte_none(pte))
+		return mvd_empty_entry(w, vma);
+
+	if (pte_present(pte)) {
+		if (is_zero_pfn(pte_pfn(pte)))
+			return mvd_empty_entry(w, vma);
+		if (!(mig->flags & MIGRATE_VMA_SELECT_SYSTEM))
+			return 0;
+		page = vm_normal_page(vma, addr, pte);
+		/* Coherent and other mapped ZONE_DEVICE pages are not handled. */
+		if (!page || is_zone_device_page(page))
+			return 0;
+		writable = pte_write(pte);
+	} else {
+		swp_entry_t entry = pte_to_swp_entry(pte);
+
+		/* Swapped out, under migration elsewhere, markers: skip. */
+		if (!is_device_private_entry(entry) ||
+		    !(mig->flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE))
+			return 0;
+		page = pfn_swap_entry_to_page(entry);
+		if (page->pgmap->owner != mig->pgmap_owner)
+			return 0;
+		writable = is_writable_device_private_entry(entry);
+	}
+
+	/* Only anonymous memory moves; page cache and shmem pages stay. */
+	folio = page_folio(page);
+	if (!folio_test_anon(folio) || folio_test_ksm(folio))
+		return 0;
+
+	if (folio_test_large(folio)) {
+		if (folio != w->unsplittable) {
+			folio_get(folio);
+			*split = folio;
+		}
+		return 0;
+	}
+
+	return mvd_take_page(w, vma, addr, ptep, page, writable, flush);
+}
+
+static void mvd_collect_ptes(struct mvd_walk *w, struct mm_walk *walk,
+			     pmd_t *pmdp, unsigned long addr,
+			     unsigned long end)
+{
+	struct folio *split = NULL;
+	unsigned long first = addr;
+	bool flush = false;
+	pte_t *table, *ptep;
+	spinlock_t *ptl;	/* page table lock */
+
+	table = pte_offset_map_lock(walk->mm, pmdp, addr, &ptl);
+	if (!table) {
+		/* The PMD changed under us; look at it again. */
+		walk->action = ACTION_AGAIN;
+		return;
+	}
+
+	for (ptep = table; addr < end; addr += PAGE_SIZE, ptep++) {
+		unsigned long mpfn;
+
+		mpfn = mvd_collect_pte(w, walk->vma, addr, ptep, &flush, &split);
+		if (split)
+			break;
+		mvd_record(w, addr, mpfn);
+	}
+	w->next = addr;
+
+	if (flush)
+		flush_tlb_range(walk->vma, first, addr);
+	pte_unmap_unlock(table, ptl);
+
+	if (split) {
+		/* Resume at the large folio once it is split (or known not to). */
+		mvd_split_folio(w, split);
+		walk->action = ACTION_AGAIN;
+	}
+}
+
+/* A PMD that maps a huge page: split it, then look at the PTEs. */
+static void mvd_collect_huge_pmd(struct mvd_walk *w, struct mm_walk *walk,
+				 pmd_t *pmdp, unsigned long addr,
+				 unsigned long end)
+{
+	struct folio *folio;
+	spinlock_t *ptl;	/* page table lock */
+	pmd_t pmd;
+
+	ptl = pmd_lock(walk->mm, pmdp);
+	pmd = pmdp_get(pmdp);
+	if (!pmd_trans_huge(pmd)) {
+		spin_unlock(ptl);
+		if (pmd_present(pmd) && (pmd_leaf(pmd) || pmd_devmap(pmd)))
+			mvd_record_range(w, addr, end, 0); /* DAX and the like */
+		else
+			walk->action = ACTION_AGAIN;
+		return;
+	}
+
+	folio = pmd_folio(pmd);
+	if (is_huge_zero_folio(folio)) {
+		spin_unlock(ptl);
+		if (!mvd_empty_entry(w, walk->vma)) {
+			mvd_record_range(w, addr, end, 0);
+			return;
+		}
+		/* Zero PTEs can be replaced one by one by migrate_vma_pages(). */
+		split_huge_pmd(walk->vma, pmdp, addr);
+		walk->action = ACTION_AGAIN;
+		return;
+	}
+
+	if (!(w->mig->flags & MIGRATE_VMA_SELECT_SYSTEM) ||
+	    !folio_test_anon(folio) || folio == w->unsplittable) {
+		spin_unlock(ptl);
+		mvd_record_range(w, addr, end, 0);
+		return;
+	}
+
+	folio_get(folio);
+	spin_unlock(ptl);
+	mvd_split_folio(w, folio);
+	walk->action = ACTION_AGAIN;
+}
+
+static int mvd_walk_pmd(pmd_t *pmdp, unsigned long start, unsigned long end,
+			struct mm_walk *walk)
+{
+	struct mvd_walk *w = walk->private;
+	unsigned long addr = max(start, w->next);
+	pmd_t pmd = pmdp_get_lockless(pmdp);
+
+	if (addr >= end)
+		return 0;
+
+	if (pmd_none(pmd))
+		return mvd_walk_hole(addr, end, -1, walk);
+
+	if (!pmd_present(pmd)) {
+		if (is_pmd_migration_entry(pmd)) {
+			/* A THP is being migrated by someone else: wait. */
+			pmd_migration_entry_wait(walk->mm, pmdp);
+			walk->action = ACTION_AGAIN;
+		} else {
+			mvd_record_range(w, addr, end, 0);
+		}
+		return 0;
+	}
+
+	/*
+	 * pmd_trans_huge() also catches a THP PMD that a split has
+	 * temporarily invalidated: the PMD lock then waits for the split.
+	 */
+	if (pmd_trans_huge(pmd) || pmd_devmap(pmd) || pmd_leaf(pmd))
+		mvd_collect_huge_pmd(w, walk, pmdp, addr, end);
+	else
+		mvd_collect_ptes(w, walk, pmdp, addr, end);
+	return 0;
+}
+
+static const struct mm_walk_ops mvd_walk_ops = {
+	.pmd_entry	= mvd_walk_pmd,
+	.pte_hole	= mvd_walk_hole,
+	.walk_lock	= PGWALK_RDLOCK,
+};
+
+/*
+ * Invalidate secondary MMU mappings of [@start, @mig->end) before its page
+ * table entries change.  The owner lets a driver recognise the invalidation
+ * as its own migration's.
+ */
+static void mvd_notify_start(struct mmu_notifier_range *range,
+			     struct migrate_vma *mig, unsigned long start)
+{
+	mmu_notifier_range_init_owner(range, MMU_NOTIFY_MIGRATE, 0,
+				      mig->vma->vm_mm, start, mig->end,
+				      mig->pgmap_owner);
+	mmu_notifier_invalidate_range_start(range);
+}
+
+/*
+ * First step of migrate_vma_setup(): walk [start, end), lock the pages that
+ * can move and put migration entries in their place in this mm.  Pages that
+ * other page tables map too are unmapped from those later, by
+ * mvd_unmap_pages().
+ */
+static void mvd_collect(struct migrate_vma *mig)
+{
+	struct mvd_walk w = { .mig = mig, .next = mig->start };
+	struct vm_area_struct *vma = mig->vma;
+	struct mmu_notifier_range range;
+
+	mvd_notify_start(&range, mig, mig->start);
+	walk_page_range_vma(vma, mig->start, mig->end, &mvd_walk_ops, &w);
+	mmu_notifier_invalidate_range_end(&range);
+}
+
+/*
+ * Can @folio, locked, unmapped and held by one reference of ours, be
+ * migrated?  Anything beyond the references its mappings, swap cache slot,
+ * our reference and the fault handler's (for the fault page) account for is
+ * someone else's (a GUP pin, a racing lookup), and folio_migrate_mapping()
+ * would refuse such a folio anyway.
+ */
+static bool mvd_folio_movable(struct folio *folio, bool is_fault_page)
+{
+	int expected;
+
+	if (folio_test_large(folio) || folio_mapped(folio))
+		return false;
+
+	expected = folio_expected_ref_count(folio) + 1 + is_fault_page;
+	return folio_ref_count(folio) == expected;
+}
+
+/*
+ * Take one collected folio off the LRU and out of every page table.  On
+ * failure the folio is put back as it was (mapped, on the LRU) and released.
+ * *@drained records whether the per-CPU LRU caches were already flushed
+ * once during this call of mvd_unmap_pages().
+ */
+static bool mvd_unmap_folio(struct folio *folio, bool is_fault_page,
+			    bool *drained)
+{
+	bool isolated = false;
+
+	if (!folio_is_zone_device(folio)) {
+		isolated = folio_isolate_lru(folio);
+		if (!isolated && !*drained) {
+			/* It may sit in another CPU's LRU cache: flush those. */
+			lru_add_drain_all();
+			*drained = true;
+			isolated = folio_isolate_lru(folio);
+		}
+		if (!isolated)
+			goto restore;
+		/* Isolation took a reference; it replaces the collecting one. */
+		folio_put(folio);
+	}
+
+	if (folio_mapped(folio))
+		try_to_migrate(folio, 0);
+
+	if (mvd_folio_movable(folio, is_fault_page))
+		return true;
+
+restore:
+	remove_migration_ptes(folio, folio, 0);
+	if (isolated)
+		folio_add_lru(folio);
+	if (!is_fault_page)
+		folio_unlock(folio);
+	folio_put(folio);
+	return false;
+}
+
+/*
+ * Second step, shared by migrate_vma_setup() and migrate_device_range():
+ * every src entry with a page holds a locked folio and a reference.  Unmap
+ * each one from all page tables and check nobody else holds it; the ones
+ * that cannot move are restored and their entry cleared.  Returns the number
+ * of entries still marked MIGRATE_PFN_MIGRATE (including empty addresses).
+ */
+static unsigned long mvd_unmap_pages(unsigned long *src, unsigned long npages,
+				     struct page *fault_page)
+{
+	unsigned long i, moving = 0;
+	bool drained = false;
+
+	lru_add_drain();
+
+	for (i = 0; i < npages; i++) {
+		struct page *page = migrate_pfn_to_page(src[i]);
+
+		if (!(src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		if (page && !mvd_unmap_folio(page_folio(page),
+					     page == fault_page, &drained)) {
+			src[i] = 0;
+			continue;
+		}
+		moving++;
+	}
+	return moving;
+}
+
+static bool mvd_fault_page_valid(const struct migrate_vma *args)
+{
+	struct page *page = args->fault_page;
+	struct folio *folio = page_folio(page);
+	unsigned long addr;
+
+	if (!is_device_private_page(page) ||
+	    page->pgmap->owner != args->pgmap_owner ||
+	    !(args->flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE))
+		return false;
+
+	/* The fault handler must hold the page lock (see struct migrate_vma). */
+	if (!folio_test_locked(folio) || !folio_test_anon(folio))
+		return false;
+
+	/*
+	 * The lock keeps the anonymous index of the page stable; from it
+	 * follows the one address the page can have in this VMA.
+	 */
+	addr = vma_address(args->vma, folio->index + folio_page_idx(folio, page),
+			   1);
+	return addr != -EFAULT && addr >= args->start && addr < args->end;
+}
+
+static int mvd_check_args(const struct migrate_vma *args)
+{
+	struct vm_area_struct *vma = args->vma;
+
+	if (!vma || !args->src || !args->dst)
+		return -EINVAL;
+	if (!PAGE_ALIGNED(args->start) || !PAGE_ALIGNED(args->end) ||
+	    args->end <= args->start)
+		return -EINVAL;
+	if (args->start < vma->vm_start || args->end > vma->vm_end)
+		return -EINVAL;
+	if (args->flags & ~MIGRATE_VMA_SELECT_ALL)
+		return -EINVAL;
+	/* Mappings without normal anonymous pages behind them. */
+	if (is_vm_hugetlb_page(vma) || (vma->vm_flags & VM_SPECIAL) ||
+	    vma_is_dax(vma))
+		return -EINVAL;
+	if (args->fault_page && !mvd_fault_page_valid(args))
+		return -EINVAL;
+	return 0;
+}
+
+/**
+ * migrate_vma_setup() - collect, lock and unmap the pages of a range
+ * @args: the migration; @args->vma, @args->start, @args->end, @args->src,
+ *	@args->dst, @args->flags, @args->pgmap_owner and @args->fault_page are
+ *	inputs, the rest is written here
+ *
+ * Looks at every page of [@args->start, @args->end) in @args->vma and takes
+ * the ones @args->flags selects: system pages (MIGRATE_VMA_SELECT_SYSTEM) and
+ * device-private pages whose pgmap owner is @args->pgmap_owner
+ * (MIGRATE_VMA_SELECT_DEVICE_PRIVATE).  Each page taken is locked, removed
+ * from all CPU page tables (CPU accesses wait until migrate_vma_finalize())
+ * and checked for extra references; a page pinned by someone else is put
+ * back.  Only anonymous memory moves.  Transparent huge pages are split
+ * first.
+ *
+ * On return @args->src[i] describes address @args->start + i * PAGE_SIZE:
+ *
+ * - migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE, plus MIGRATE_PFN_WRITE if the
+ *   CPU could write to it: the page is locked, unmapped and its contents
+ *   are stable; the driver copies them to the destination page.
+ * - MIGRATE_PFN_MIGRATE alone: nothing is mapped there (or the zero page,
+ *   which reads as zeroes) in a private anonymous VMA and system memory
+ *   was selected; the driver may supply a page to populate the address.
+ * - 0: the address does not take part.
+ *
+ * @args->cpages is the number of entries with MIGRATE_PFN_MIGRATE and
+ * @args->npages the number of pages in the range.
+ *
+ * The driver then fills @args->dst: for each entry it wants to move,
+ * migrate_pfn() of a destination page it allocated, locked and holding the
+ * one reference the driver owns, with the data already copied (a system
+ * page from alloc_page(), locked with lock_page(), or a device page from
+ * zone_device_page_init(), which returns it locked); 0 to leave the entry
+ * alone.  It need not move every
+ * entry, except that a migrate_to_ram() handler that cannot move its fault
+ * page must fail the fault.  Then it calls migrate_vma_pages() and
+ * migrate_vma_finalize().
+ *
+ * If @args->fault_page is set (a migrate_to_ram() callback migrating
+ * vmf->page), the fault handler holds that page's lock and a reference; it
+ * must be a device-private page of @args->pgmap_owner mapped inside the
+ * range, and MIGRATE_VMA_SELECT_DEVICE_PRIVATE must be set.  This function
+ * and the two that follow never take or release its lock.
+ *
+ * Context: Process context.  The caller holds the mmap lock of
+ * @args->vma->vm_mm for read (at least) from here until migrate_vma_finalize()
+ * returns, which keeps the VMA and the range from being unmapped.
+ * Return: 0 on success, including when no page could be collected; -EINVAL
+ * if @args->vma, @args->src or @args->dst is NULL, @args->start or
+ * @args->end is not page aligned, the range is empty or not inside the VMA,
+ * the VMA is hugetlb, DAX or a VM_IO/VM_PFNMAP/VM_MIXEDMAP mapping,
+ * @args->flags has bits other than MIGRATE_VMA_SELECT_*, or
+ * @args->fault_page breaks the rules above.  Nothing is changed on error.
+ */
+int migrate_vma_setup(struct migrate_vma *args)
+{
+	unsigned long npages;
+	int ret;
+
+	ret = mvd_check_args(args);
+	if (ret)
+		return ret;
+	mmap_assert_locked(args->vma->vm_mm);
+
+	npages = (args->end - args->start) >> PAGE_SHIFT;
+	memset(args->src, 0, npages * sizeof(*args->src));
+	memset(args->dst, 0, npages * sizeof(*args->dst));
+	args->npages = npages;
+	args->cpages = 0;
+
+	mvd_collect(args);
+	if (args->cpages)
+		args->cpages = mvd_unmap_pages(args->src, npages,
+					       args->fault_page);
+	return 0;
+}
+EXPORT_SYMBOL(migrate_vma_setup);
+
+/*
+ * Make sure @vma has an anon_vma and @addr a page table, allocating what is
+ * missing, and return the PMD entry pointing to that table.  NULL if memory
+ * ran out or a huge mapping (or a PMD migration entry) has appeared at @addr
+ * since collection.
+ */
+static pmd_t *mvd_prepare_tables(struct vm_area_struct *vma,
+				 unsigned long addr)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	pmd_t *pmdp = NULL;
+	pud_t *pudp;
+	p4d_t *p4dp;
+	pmd_t pmd;
+
+	if (unlikely(anon_vma_prepare(vma)))
+		return NULL;
+
+	p4dp = p4d_alloc(mm, pgd_offset(mm, addr), addr);
+	pudp = p4dp ? pud_alloc(mm, p4dp, addr) : NULL;
+	if (pudp)
+		pmdp = pmd_alloc(mm, pudp, addr);
+	if (!pmdp)
+		return NULL;
+
+	pmd = pmdp_get_lockless(pmdp);
+	if (!pmd_none(pmd) && (!pmd_present(pmd) || pmd_leaf(pmd) ||
+			       pmd_trans_huge(pmd) || pmd_devmap(pmd)))
+		return NULL;
+	return pte_alloc(mm, pmdp) ? NULL : pmdp;
+}
+
+/* The entry mapping @page, a new anonymous page, in @vma. */
+static pte_t mvd_new_pte(struct vm_area_struct *vma, struct page *page)
+{
+	bool writable = vma->vm_flags & VM_WRITE;
+	unsigned long pfn = page_to_pfn(page);
+	pte_t pte;
+
+	/* The CPU cannot map device memory: it gets a device-private entry. */
+	if (is_device_private_page(page))
+		return swp_entry_to_pte(writable ?
+				make_writable_device_private_entry(pfn) :
+				make_readable_device_private_entry(pfn));
+
+	pte = pfn_pte(pfn, vma->vm_page_prot);
+	/* Like an anonymous write fault: a new writable page starts dirty. */
+	return writable ? pte_mkwrite(pte_mkdirty(pte), vma) : pte;
+}
+
+/*
+ * Map @page, a new page from the driver, at @addr where collection found no
+ * page or the zero page.  This does what an anonymous write fault would, with
+ * the driver's page instead of a freshly zeroed one.  Returns false, leaving
+ * the address alone, if that cannot be done, in particular if a CPU fault has
+ * populated the address in the meantime (the faulting thread wins: its page
+ * may already have been written to).
+ */
+static bool mvd_populate(struct migrate_vma *mig, unsigned long addr,
+			 struct page *page)
+{
+	struct folio *folio = page_folio(page);
+	struct vm_area_struct *vma = mig->vma;
+	struct mm_struct *mm = vma->vm_mm;
+	spinlock_t *ptl;	/* page table lock */
+	bool free_slot;
+	pte_t *ptep;
+	pte_t new, old;
+	pmd_t *pmdp;
+
+	if (!vma_is_anonymous(vma) || folio_test_large(folio))
+		return false;
+	if (folio_is_zone_device(folio) && !folio_is_device_private(folio))
+		return false;
+
+	pmdp = mvd_prepare_tables(vma, addr);
+	if (!pmdp)
+		return false;
+	/*
+	 * Charging may sleep, so it happens before the page table lock.  If
+	 * the address turns out to be taken, finalize frees the page and the
+	 * charge with it.
+	 */
+	if (mem_cgroup_charge(folio, mm, GFP_KERNEL))
+		return false;
+	/* Orders the driver's copy before the page becomes visible. */
+	__folio_mark_uptodate(folio);
+	new = mvd_new_pte(vma, page);
+
+	ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+	if (!ptep)
+		return false;
+	old = ptep_get(ptep);
+	free_slot = pte_none(old) ||
+		    (pte_present(old) && is_zero_pfn(pte_pfn(old)));
+	/*
+	 * Give up if a fault got there first, if missing-page userfaults must
+	 * reach userspace instead, or if the OOM reaper is tearing the mm
+	 * down.
+	 */
+	if (!free_slot || userfaultfd_missing(vma) ||
+	    check_stable_address_space(mm)) {
+		pte_unmap_unlock(ptep, ptl);
+		return false;
+	}
+
+	/* The reference, rmap and RSS count of the new mapping. */
+	folio_get(folio);
+	folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE);
+	inc_mm_counter(mm, MM_ANONPAGES);
+	if (pte_present(old)) {
+		/* Off with the zero page, on every CPU, first. */
+		flush_cache_page(vma, addr, pte_pfn(old));
+		ptep_clear_flush(vma, addr, ptep);
+	}
+	set_pte_at(mm, addr, ptep, new);
+	if (!folio_is_zone_device(folio)) {
+		update_mmu_cache(vma, addr, ptep);
+		folio_add_lru_vma(folio, vma);
+	}
+	pte_unmap_unlock(ptep, ptl);
+	return true;
+}
+
+/*
+ * Hand the identity of @folio (anonymous mapping and index, swap cache slot,
+ * flags, memcg charge) over to @newfolio.  Both are locked, @folio is
+ * unmapped.  @extra_refs counts references the caller knows about beyond the
+ * one this code holds.
+ */
+static bool mvd_move_folio(struct folio *folio, struct folio *newfolio,
+			   int extra_refs)
+{
+	if (folio_test_large(folio) || folio_test_large(newfolio))
+		return false;
+
+	if (folio_is_zone_device(newfolio)) {
+		if (!folio_is_device_private(newfolio) ||
+		    !folio_test_anon(folio))
+			return false;
+		/* Device memory cannot sit in the swap cache. */
+		if (folio_test_swapcache(folio) && !folio_free_swap(folio))
+			return false;
+	}
+
+	/* A swap cache folio may still be written out; try again later. */
+	if (folio_test_writeback(folio))
+		return false;
+
+	if (folio_migrate_mapping(folio_mapping(folio), newfolio, folio,
+				  extra_refs) != MIGRATEPAGE_SUCCESS)
+		return false;
+	/* This also transfers the memcg charge (mem_cgroup_migrate()). */
+	folio_migrate_flags(newfolio, folio);
+	return true;
+}
+
+/*
+ * Third step, shared by migrate_vma_pages() and migrate_device_pages().
+ * @mig is NULL for migrate_device_pages(), whose sources always have pages.
+ */
+static void mvd_move_pages(unsigned long *src, unsigned long *dst,
+			   unsigned long npages, struct migrate_vma *mig)
+{
+	struct mmu_notifier_range range;
+	bool notifying = false;
+	unsigned long i;
+
+	for (i = 0; i < npages; i++) {
+		struct page *newpage = migrate_pfn_to_page(dst[i]);
+		struct page *page = migrate_pfn_to_page(src[i]);
+		bool moved;
+
+		if (!(src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+
+		if (!newpage) {
+			moved = false;
+		} else if (page) {
+			moved = mvd_move_folio(page_folio(page),
+					       page_folio(newpage),
+					       mig && page == mig->fault_page);
+		} else if (mig) {
+			unsigned long addr = mig->start + (i << PAGE_SHIFT);
+
+			/*
+			 * Populating may replace zero-page mappings that
+			 * secondary MMUs may have copied.
+			 */
+			if (!notifying) {
+				mvd_notify_start(&range, mig, addr);
+				notifying = true;
+			}
+			moved = mvd_populate(mig, addr, newpage);
+		} else {
+			moved = false;
+		}
+
+		if (!moved)
+			src[i] &= ~MIGRATE_PFN_MIGRATE;
+	}
+
+	if (notifying)
+		mmu_notifier_invalidate_range_end(&range);
+}
+
+/**
+ * migrate_vma_pages() - switch the collected pages over to their destinations
+ * @migrate: the migration prepared by migrate_vma_setup(), with @migrate->dst
+ *	filled in by the driver
+ *
+ * For every @migrate->src entry still marked MIGRATE_PFN_MIGRATE that has a
+ * destination page, moves the page's metadata (anonymous mapping and index,
+ * flags, memcg charge) to the destination, or, for an address without a
+ * page, maps the destination page there (a device-private entry for device
+ * memory, an ordinary PTE for system memory; both count as anonymous memory
+ * of the process).  Where that fails, or there is no destination page,
+ * MIGRATE_PFN_MIGRATE is cleared in @migrate->src: afterwards the entries
+ * still marked are exactly the ones that moved.  An address populated by a
+ * racing CPU fault since migrate_vma_setup() is left to the fault.
+ *
+ * Between this call and migrate_vma_finalize() both the source and the
+ * destination pages stay locked and the CPU cannot reach them, so the driver
+ * may update its device page tables for the pages that moved.  It must not
+ * change @migrate->dst any more.
+ *
+ * Context: Process context, mmap lock of @migrate->vma->vm_mm held for read,
+ * as for migrate_vma_setup().
+ */
+void migrate_vma_pages(struct migrate_vma *migrate)
+{
+	mvd_move_pages(migrate->src, migrate->dst, migrate->npages, migrate);
+}
+EXPORT_SYMBOL(migrate_vma_pages);
+
+/*
+ * Last step, shared by both finalize functions: map each source address to
+ * its new page (if it moved) or its old one, and release everything.
+ */
+static void mvd_finish(unsigned long *src, unsigned long *dst,
+		       unsigned long npages, struct page *fault_page)
+{
+	unsigned long i;
+
+	for (i = 0; i < npages; i++) {
+		struct page *newpage = migrate_pfn_to_page(dst[i]);
+		struct page *page = migrate_pfn_to_page(src[i]);
+		struct folio *newfolio = newpage ? page_folio(newpage) : NULL;
+		struct folio *folio, *target;
+
+		if (page) {
+			folio = page_folio(page);
+			target = folio;
+			if (newfolio && (src[i] & MIGRATE_PFN_MIGRATE))
+				target = newfolio;
+
+			/*
+			 * Onto the LRU before the mappings come back, so that
+			 * an mlocked page gets its mlock count rebuilt.
+			 */
+			if (!folio_is_zone_device(target))
+				folio_add_lru(target);
+			remove_migration_ptes(folio, target, 0);
+
+			if (page != fault_page)
+				folio_unlock(folio);
+			folio_put(folio);
+		}
+
+		/*
+		 * The driver's reference: a page now mapped keeps the
+		 * mapping's reference, an unused one is freed here.
+		 */
+		if (newfolio) {
+			folio_unlock(newfolio);
+			folio_put(newfolio);
+		}
+	}
+}
+
+/**
+ * migrate_vma_finalize() - end a migration started by migrate_vma_setup()
+ * @migrate: the migration, after migrate_vma_pages()
+ *
+ * Replaces the migration entries with mappings of the destination pages
+ * where the migration went through and of the original pages elsewhere,
+ * puts system pages back on the LRU, unlocks source and destination pages
+ * and drops this code's references: source pages that moved and destination
+ * pages that were not used are freed.  @migrate->fault_page stays locked
+ * (its lock belongs to the fault handler), whether or not it moved.
+ *
+ * The driver must have finished copying into the destination pages, with
+ * the data visible to the CPU, before calling this.
+ *
+ * Context: Process context, mmap lock of @migrate->vma->vm_mm held for read,
+ * as for migrate_vma_setup().
+ */
+void migrate_vma_finalize(struct migrate_vma *migrate)
+{
+	mvd_finish(migrate->src, migrate->dst, migrate->npages,
+		   migrate->fault_page);
+}
+EXPORT_SYMBOL(migrate_vma_finalize);
+
+/**
+ * migrate_device_range() - collect device-private pages by pfn for eviction
+ * @src_pfns: array of @npages entries, filled in here
+ * @start: first pfn of the range
+ * @npages: number of pfns
+ *
+ * The counterpart of migrate_vma_setup() for a driver that must empty its
+ * device memory (unbind, unload) without knowing which processes map it.
+ * Every device-private page in the range that is in use and can be locked
+ * at once is locked, unmapped from every process mapping it (CPU accesses
+ * wait until migrate_device_finalize()) and checked for extra references.
+ * On return @src_pfns[i] is migrate_pfn(@start + i) | MIGRATE_PFN_MIGRATE
+ * (with MIGRATE_PFN_WRITE never set) for a page taken, 0 for a free page or
+ * one that cannot move now; the driver retries those later.
+ *
+ * The driver then fills a dst array the same way as for migrate_vma_pages()
+ * (normally with system pages) and calls migrate_device_pages() and
+ * migrate_device_finalize().  No mmap lock is needed.
+ *
+ * Context: Process context; may sleep.
+ * Return: 0.
+ */
+int migrate_device_range(unsigned long *src_pfns, unsigned long start,
+			 unsigned long npages)
+{
+	unsigned long i;
+
+	for (i = 0; i < npages; i++) {
+		unsigned long pfn = start + i;
+		struct folio *folio;
+
+		src_pfns[i] = 0;
+		if (!pfn_valid(pfn))
+			continue;
+		/* A free device page has no references and is skipped. */
+		folio = folio_get_nontail_page(pfn_to_page(pfn));
+		if (!folio)
+			continue;
+		if (!folio_is_device_private(folio) || !folio_trylock(folio)) {
+			folio_put(folio);
+			continue;
+		}
+		src_pfns[i] = migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE;
+	}
+
+	mvd_unmap_pages(src_pfns, npages, NULL);
+	return 0;
+}
+EXPORT_SYMBOL(migrate_device_range);
+
+/**
+ * migrate_device_pages() - switch pages collected by pfn to their destinations
+ * @src_pfns: the array filled by migrate_device_range()
+ * @dst_pfns: destination entries: migrate_pfn() of a locked page owned by
+ *	the driver with the data copied, or 0
+ * @npages: number of entries
+ *
+ * Like migrate_vma_pages(): moves the metadata of each source page still
+ * marked MIGRATE_PFN_MIGRATE to its destination page and clears
+ * MIGRATE_PFN_MIGRATE where that fails or no destination was given.
+ *
+ * Context: Process context.
+ */
+void migrate_device_pages(unsigned long *src_pfns, unsigned long *dst_pfns,
+			  unsigned long npages)
+{
+	mvd_move_pages(src_pfns, dst_pfns, npages, NULL);
+}
+EXPORT_SYMBOL(migrate_device_pages);
+
+/**
+ * migrate_device_finalize() - end a migration started by migrate_device_range()
+ * @src_pfns: the array filled by migrate_device_range()
+ * @dst_pfns: the destination array given to migrate_device_pages()
+ * @npages: number of entries
+ *
+ * Like migrate_vma_finalize(): maps every process that mapped a source page
+ * to the destination page if it moved, or back to the source page, then
+ * unlocks and releases source and destination pages.  The driver must have
+ * finished copying before calling this.
+ *
+ * Context: Process context.
+ */
+void migrate_device_finalize(unsigned long *src_pfns,
+			     unsigned long *dst_pfns, unsigned long npages)
+{
+	mvd_finish(src_pfns, dst_pfns, npages, NULL);
+}
+EXPORT_SYMBOL(migrate_device_finalize);

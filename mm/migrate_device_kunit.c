@@ -1,0 +1,641 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit tests for migrate_vma_setup(), migrate_vma_pages() and
+ * migrate_vma_finalize().
+ *
+ * No device is needed: the tests migrate anonymous memory of an mm owned by
+ * the test thread (kunit_vm_mmap()) from system pages to other system pages,
+ * acting as the driver between the three calls.
+ */
+#include <kunit/test.h>
+#include <linux/highmem.h>
+#include <linux/migrate.h>
+#include <linux/mm.h>
+#include <linux/mman.h>
+#include <linux/module.h>
+#include <linux/uaccess.h>
+
+#define MVD_SENTINEL	0x5a5a5a5aUL
+
+/* Map @npages of private anonymous memory into the test thread's mm. */
+static unsigned long mvd_map(struct kunit *test, unsigned long npages)
+{
+	unsigned long addr;
+
+	addr = kunit_vm_mmap(test, NULL, 0, npages * PAGE_SIZE,
+			     PROT_READ | PROT_WRITE,
+			     MAP_ANONYMOUS | MAP_PRIVATE, 0);
+	KUNIT_ASSERT_NE_MSG(test, addr, 0, "no user mm for the test");
+	KUNIT_ASSERT_FALSE_MSG(test, IS_ERR_VALUE(addr), "vm_mmap failed");
+	return addr;
+}
+
+/* The value stored at word @word of page @index, for pattern @seed. */
+static u64 mvd_word(unsigned int seed, unsigned long index, unsigned int word)
+{
+	return ((u64)seed << 48) ^ ((u64)index << 24) ^ word;
+}
+
+static void mvd_pattern(u64 *buf, unsigned int seed, unsigned long index)
+{
+	unsigned int w;
+
+	for (w = 0; w < PAGE_SIZE / sizeof(u64); w++)
+		buf[w] = mvd_word(seed, index, w);
+}
+
+/* Write pattern @seed into user pages [first, first + nr) from the CPU. */
+static void mvd_fill_user(struct kunit *test, unsigned long addr,
+			  unsigned long first, unsigned long nr,
+			  unsigned int seed)
+{
+	u64 *buf = kunit_kmalloc(test, PAGE_SIZE, GFP_KERNEL);
+	unsigned long i;
+
+	KUNIT_ASSERT_NOT_NULL(test, buf);
+	for (i = first; i < first + nr; i++) {
+		void __user *uaddr = (void __user *)(addr + i * PAGE_SIZE);
+
+		mvd_pattern(buf, seed, i);
+		KUNIT_ASSERT_EQ(test, copy_to_user(uaddr, buf, PAGE_SIZE), 0);
+	}
+	kunit_kfree(test, buf);
+}
+
+/* Check from the CPU that user page @index holds pattern @seed. */
+static void mvd_expect_user(struct kunit *test, unsigned long addr,
+			    unsigned long index, unsigned int seed)
+{
+	void __user *uaddr = (void __user *)(addr + index * PAGE_SIZE);
+	u64 *buf = kunit_kmalloc(test, PAGE_SIZE, GFP_KERNEL);
+	unsigned int w, bad = 0;
+
+	KUNIT_ASSERT_NOT_NULL(test, buf);
+	KUNIT_ASSERT_EQ(test, copy_from_user(buf, uaddr, PAGE_SIZE), 0);
+	for (w = 0; w < PAGE_SIZE / sizeof(u64); w++)
+		bad += buf[w] != mvd_word(seed, index, w);
+	KUNIT_EXPECT_EQ_MSG(test, bad, 0, "page %lu: words differing", index);
+	kunit_kfree(test, buf);
+}
+
+/*
+ * The page mapped at @addr, for identity checks only (no reference is kept).
+ * Takes the mmap lock itself.
+ */
+static struct page *mvd_page_at(unsigned long addr)
+{
+	struct page *page;
+	long got;
+
+	mmap_read_lock(current->mm);
+	got = get_user_pages(addr, 1, 0, &page);
+	mmap_read_unlock(current->mm);
+	if (got != 1)
+		return NULL;
+	put_page(page);
+	return page;
+}
+
+/* Act as a driver moving to system memory: copy each source page. */
+static unsigned long mvd_copy_to_new_pages(struct kunit *test,
+					   struct migrate_vma *mig,
+					   struct page **newpages)
+{
+	unsigned long i, nr = 0;
+
+	for (i = 0; i < mig->npages; i++) {
+		struct page *spage = migrate_pfn_to_page(mig->src[i]);
+		struct page *dpage;
+
+		newpages[i] = NULL;
+		if (!spage || !(mig->src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		dpage = alloc_page(GFP_HIGHUSER_MOVABLE);
+		if (!dpage)
+			continue;
+		lock_page(dpage);
+		copy_highpage(dpage, spage);
+		mig->dst[i] = migrate_pfn(page_to_pfn(dpage));
+		newpages[i] = dpage;
+		nr++;
+	}
+	return nr;
+}
+
+/* Give every empty entry a new page holding pattern @seed. */
+static void mvd_fill_holes(struct kunit *test, struct migrate_vma *mig,
+			   unsigned int seed)
+{
+	unsigned long i;
+
+	for (i = 0; i < mig->npages; i++) {
+		struct page *dpage;
+		void *kaddr;
+
+		if (mig->src[i] != MIGRATE_PFN_MIGRATE)
+			continue;
+		dpage = alloc_page(GFP_HIGHUSER_MOVABLE);
+		KUNIT_EXPECT_NOT_NULL(test, dpage);
+		if (!dpage)
+			continue;
+		kaddr = kmap_local_page(dpage);
+		mvd_pattern(kaddr, seed, i);
+		kunmap_local(kaddr);
+		lock_page(dpage);
+		mig->dst[i] = migrate_pfn(page_to_pfn(dpage));
+	}
+}
+
+struct mvd_ctx {
+	unsigned long addr;
+	unsigned long npages;
+	unsigned long *src;
+	unsigned long *dst;
+	struct migrate_vma mig;
+};
+
+/*
+ * Map @npages and prepare a migration of all of them selecting @flags.  The
+ * VMA is looked up later, under the mmap lock, by mvd_lock().
+ */
+static void mvd_ctx_init(struct kunit *test, struct mvd_ctx *c,
+			 unsigned long npages, unsigned long flags)
+{
+	c->npages = npages;
+	c->addr = mvd_map(test, npages);
+	c->src = kunit_kcalloc(test, npages, sizeof(*c->src), GFP_KERNEL);
+	c->dst = kunit_kcalloc(test, npages, sizeof(*c->dst), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, c->src);
+	KUNIT_ASSERT_NOT_NULL(test, c->dst);
+	c->mig = (struct migrate_vma) {
+		.src = c->src,
+		.dst = c->dst,
+		.start = c->addr,
+		.end = c->addr + npages * PAGE_SIZE,
+		.flags = flags,
+	};
+}
+
+static void mvd_lock(struct mvd_ctx *c)
+{
+	mmap_read_lock(current->mm);
+	c->mig.vma = vma_lookup(current->mm, c->addr);
+}
+
+static void mvd_unlock(void)
+{
+	mmap_read_unlock(current->mm);
+}
+
+/* ----- argument validation ----- */
+
+struct mvd_bad_args_case {
+	const char *name;
+	void (*tweak)(struct migrate_vma *mig);
+};
+
+static void mvd_no_vma(struct migrate_vma *mig)
+{
+	mig->vma = NULL;
+}
+
+static void mvd_no_src(struct migrate_vma *mig)
+{
+	mig->src = NULL;
+}
+
+static void mvd_no_dst(struct migrate_vma *mig)
+{
+	mig->dst = NULL;
+}
+
+static void mvd_unaligned_start(struct migrate_vma *mig)
+{
+	mig->start += 1;
+}
+
+static void mvd_unaligned_end(struct migrate_vma *mig)
+{
+	mig->end -= 1;
+}
+
+static void mvd_empty_range(struct migrate_vma *mig)
+{
+	mig->end = mig->start;
+}
+
+static void mvd_inverted_range(struct migrate_vma *mig)
+{
+	swap(mig->start, mig->end);
+}
+
+static void mvd_start_below_vma(struct migrate_vma *mig)
+{
+	mig->start -= PAGE_SIZE;
+}
+
+static void mvd_end_beyond_vma(struct migrate_vma *mig)
+{
+	mig->end += PAGE_SIZE;
+}
+
+static void mvd_range_after_vma(struct migrate_vma *mig)
+{
+	unsigned long len = mig->end - mig->start;
+
+	mig->start = mig->end;
+	mig->end += len;
+}
+
+static void mvd_unknown_flag(struct migrate_vma *mig)
+{
+	mig->flags |= 1UL << 3;
+}
+
+static void mvd_high_flag(struct migrate_vma *mig)
+{
+	mig->flags |= 1UL << (BITS_PER_LONG - 1);
+}
+
+static void mvd_system_fault_page(struct migrate_vma *mig)
+{
+	/* Not a device-private page. */
+	mig->fault_page = ZERO_PAGE(0);
+	mig->flags |= MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+}
+
+static const struct mvd_bad_args_case mvd_bad_args_cases[] = {
+	{ "NULL vma", mvd_no_vma },
+	{ "NULL src", mvd_no_src },
+	{ "NULL dst", mvd_no_dst },
+	{ "unaligned start", mvd_unaligned_start },
+	{ "unaligned end", mvd_unaligned_end },
+	{ "empty range", mvd_empty_range },
+	{ "end before start", mvd_inverted_range },
+	{ "start below the VMA", mvd_start_below_vma },
+	{ "end beyond the VMA", mvd_end_beyond_vma },
+	{ "range after the VMA", mvd_range_after_vma },
+	{ "unknown flag bit", mvd_unknown_flag },
+	{ "high flag bit", mvd_high_flag },
+	{ "fault page not device-private", mvd_system_fault_page },
+};
+
+static void mvd_bad_args_desc(const struct mvd_bad_args_case *c, char *desc)
+{
+	strscpy(desc, c->name, KUNIT_PARAM_DESC_SIZE);
+}
+
+KUNIT_ARRAY_PARAM(mvd_bad_args, mvd_bad_args_cases, mvd_bad_args_desc);
+
+/* Each broken argument is refused with -EINVAL and nothing is touched. */
+static void mvd_test_bad_args(struct kunit *test)
+{
+	const struct mvd_bad_args_case *bad = test->param_value;
+	struct mvd_ctx c;
+	struct migrate_vma mig;
+	int ret;
+
+	mvd_ctx_init(test, &c, 4, MIGRATE_VMA_SELECT_SYSTEM);
+	mvd_fill_user(test, c.addr, 0, 4, 1);
+	c.src[0] = MVD_SENTINEL;
+	c.dst[0] = MVD_SENTINEL;
+
+	mvd_lock(&c);
+	mig = c.mig;
+	bad->tweak(&mig);
+	ret = migrate_vma_setup(&mig);
+	mvd_unlock();
+
+	KUNIT_EXPECT_EQ(test, ret, -EINVAL);
+	KUNIT_EXPECT_EQ(test, c.src[0], MVD_SENTINEL);
+	KUNIT_EXPECT_EQ(test, c.dst[0], MVD_SENTINEL);
+	/* The pages are still mapped, with their data. */
+	mvd_expect_user(test, c.addr, 0, 1);
+	mvd_expect_user(test, c.addr, 3, 1);
+}
+
+/* ----- migrations ----- */
+
+/* System pages move to new system pages; the CPU then sees the new ones. */
+static void mvd_test_system_to_system(struct kunit *test)
+{
+	const unsigned long npages = 8;
+	struct page *old[8], *new[8];
+	struct mvd_ctx c;
+	unsigned long i;
+	int ret;
+
+	mvd_ctx_init(test, &c, npages, MIGRATE_VMA_SELECT_SYSTEM);
+	mvd_fill_user(test, c.addr, 0, npages, 2);
+	for (i = 0; i < npages; i++) {
+		old[i] = mvd_page_at(c.addr + i * PAGE_SIZE);
+		KUNIT_ASSERT_NOT_NULL(test, old[i]);
+	}
+
+	mvd_lock(&c);
+	ret = migrate_vma_setup(&c.mig);
+	KUNIT_EXPECT_EQ(test, ret, 0);
+	KUNIT_EXPECT_EQ(test, c.mig.npages, npages);
+	KUNIT_EXPECT_EQ(test, c.mig.cpages, npages);
+	for (i = 0; i < npages; i++) {
+		KUNIT_EXPECT_PTR_EQ(test, migrate_pfn_to_page(c.src[i]), old[i]);
+		KUNIT_EXPECT_TRUE(test, c.src[i] & MIGRATE_PFN_MIGRATE);
+		KUNIT_EXPECT_TRUE(test, c.src[i] & MIGRATE_PFN_WRITE);
+	}
+	KUNIT_EXPECT_EQ(test, mvd_copy_to_new_pages(test, &c.mig, new), npages);
+	migrate_vma_pages(&c.mig);
+	for (i = 0; i < npages; i++)
+		KUNIT_EXPECT_TRUE(test, c.src[i] & MIGRATE_PFN_MIGRATE);
+	migrate_vma_finalize(&c.mig);
+	mvd_unlock();
+
+	for (i = 0; i < npages; i++) {
+		mvd_expect_user(test, c.addr, i, 2);
+		KUNIT_EXPECT_PTR_EQ(test, mvd_page_at(c.addr + i * PAGE_SIZE),
+				    new[i]);
+	}
+	/* The new pages are ordinary, writable anonymous memory. */
+	mvd_fill_user(test, c.addr, 0, npages, 3);
+	for (i = 0; i < npages; i++)
+		mvd_expect_user(test, c.addr, i, 3);
+}
+
+/* Part of a range: only the pages inside [start, end) move. */
+static void mvd_test_subrange(struct kunit *test)
+{
+	const unsigned long npages = 6;
+	struct page *old[6], *new[2];
+	struct mvd_ctx c;
+	unsigned long i;
+
+	mvd_ctx_init(test, &c, npages, MIGRATE_VMA_SELECT_SYSTEM);
+	mvd_fill_user(test, c.addr, 0, npages, 4);
+	for (i = 0; i < npages; i++)
+		old[i] = mvd_page_at(c.addr + i * PAGE_SIZE);
+
+	c.mig.start = c.addr + 2 * PAGE_SIZE;
+	c.mig.end = c.addr + 4 * PAGE_SIZE;
+	mvd_lock(&c);
+	KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+	KUNIT_EXPECT_EQ(test, c.mig.npages, 2);
+	KUNIT_EXPECT_EQ(test, c.mig.cpages, 2);
+	mvd_copy_to_new_pages(test, &c.mig, new);
+	migrate_vma_pages(&c.mig);
+	migrate_vma_finalize(&c.mig);
+	mvd_unlock();
+
+	for (i = 0; i < npages; i++) {
+		struct page *now = mvd_page_at(c.addr + i * PAGE_SIZE);
+
+		mvd_expect_user(test, c.addr, i, 4);
+		if (i == 2 || i == 3)
+			KUNIT_EXPECT_PTR_EQ(test, now, new[i - 2]);
+		else
+			KUNIT_EXPECT_PTR_EQ(test, now, old[i]);
+	}
+}
+
+/* Without destination pages everything is put back as it was. */
+static void mvd_test_restore(struct kunit *test)
+{
+	const unsigned long npages = 4;
+	struct page *old[4];
+	struct mvd_ctx c;
+	unsigned long i;
+
+	mvd_ctx_init(test, &c, npages, MIGRATE_VMA_SELECT_SYSTEM);
+	mvd_fill_user(test, c.addr, 0, npages, 5);
+	for (i = 0; i < npages; i++)
+		old[i] = mvd_page_at(c.addr + i * PAGE_SIZE);
+
+	mvd_lock(&c);
+	KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+	KUNIT_EXPECT_EQ(test, c.mig.cpages, npages);
+	migrate_vma_pages(&c.mig);
+	for (i = 0; i < npages; i++)
+		KUNIT_EXPECT_FALSE(test, c.src[i] & MIGRATE_PFN_MIGRATE);
+	migrate_vma_finalize(&c.mig);
+	mvd_unlock();
+
+	for (i = 0; i < npages; i++) {
+		mvd_expect_user(test, c.addr, i, 5);
+		KUNIT_EXPECT_PTR_EQ(test, mvd_page_at(c.addr + i * PAGE_SIZE),
+				    old[i]);
+	}
+}
+
+/*
+ * Unpopulated addresses and the zero page are offered as empty entries and
+ * get the driver's pages.
+ */
+static void mvd_test_populate(struct kunit *test)
+{
+	const unsigned long npages = 4;
+	struct mvd_ctx c;
+	unsigned long i;
+	int val;
+
+	mvd_ctx_init(test, &c, npages, MIGRATE_VMA_SELECT_SYSTEM);
+	/* A read fault maps the shared zero page at page 1. */
+	KUNIT_ASSERT_EQ(test,
+			get_user(val, (int __user *)(c.addr + PAGE_SIZE)), 0);
+	KUNIT_EXPECT_EQ(test, val, 0);
+
+	mvd_lock(&c);
+	KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+	KUNIT_EXPECT_EQ(test, c.mig.cpages, npages);
+	for (i = 0; i < npages; i++)
+		KUNIT_EXPECT_EQ(test, c.src[i], MIGRATE_PFN_MIGRATE);
+	mvd_fill_holes(test, &c.mig, 6);
+	migrate_vma_pages(&c.mig);
+	for (i = 0; i < npages; i++)
+		KUNIT_EXPECT_EQ(test, c.src[i], MIGRATE_PFN_MIGRATE);
+	migrate_vma_finalize(&c.mig);
+	mvd_unlock();
+
+	for (i = 0; i < npages; i++) {
+		struct page *page = mvd_page_at(c.addr + i * PAGE_SIZE);
+
+		KUNIT_EXPECT_PTR_EQ(test, page, migrate_pfn_to_page(c.dst[i]));
+		mvd_expect_user(test, c.addr, i, 6);
+	}
+}
+
+/*
+ * A CPU fault that populates an empty address after migrate_vma_setup() wins
+ * over the driver's page.
+ */
+static void mvd_test_populate_race(struct kunit *test)
+{
+	struct mvd_ctx c;
+
+	mvd_ctx_init(test, &c, 2, MIGRATE_VMA_SELECT_SYSTEM);
+
+	mvd_lock(&c);
+	KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+	KUNIT_EXPECT_EQ(test, c.src[0], MIGRATE_PFN_MIGRATE);
+	KUNIT_EXPECT_EQ(test, c.src[1], MIGRATE_PFN_MIGRATE);
+	mvd_unlock();
+
+	/*
+	 * Stand in for another thread faulting.  Dropping the mmap lock is
+	 * fine here only because the range holds no migration entries and
+	 * nothing can unmap it.
+	 */
+	mvd_fill_user(test, c.addr, 0, 1, 7);
+
+	mvd_lock(&c);
+	mvd_fill_holes(test, &c.mig, 8);
+	migrate_vma_pages(&c.mig);
+	KUNIT_EXPECT_FALSE(test, c.src[0] & MIGRATE_PFN_MIGRATE);
+	KUNIT_EXPECT_TRUE(test, c.src[1] & MIGRATE_PFN_MIGRATE);
+	migrate_vma_finalize(&c.mig);
+	mvd_unlock();
+
+	mvd_expect_user(test, c.addr, 0, 7);
+	mvd_expect_user(test, c.addr, 1, 8);
+}
+
+/*
+ * Pages someone else holds stay where they are: one pinned (FOLL_PIN, caught
+ * while collecting), one with a plain extra reference (caught by the
+ * reference count check after unmapping).
+ */
+static void mvd_test_busy_pages(struct kunit *test)
+{
+	const unsigned long npages = 4;
+	struct page *old[4], *new[4], *pinned, *held;
+	struct mvd_ctx c;
+	unsigned long i;
+
+	mvd_ctx_init(test, &c, npages, MIGRATE_VMA_SELECT_SYSTEM);
+	mvd_fill_user(test, c.addr, 0, npages, 9);
+	for (i = 0; i < npages; i++)
+		old[i] = mvd_page_at(c.addr + i * PAGE_SIZE);
+
+	mvd_lock(&c);
+	KUNIT_ASSERT_EQ(test, pin_user_pages(c.addr, 1, FOLL_WRITE, &pinned),
+			1);
+	KUNIT_ASSERT_EQ(test, get_user_pages(c.addr + PAGE_SIZE, 1, 0, &held),
+			1);
+
+	KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+	KUNIT_EXPECT_EQ(test, c.mig.cpages, npages - 2);
+	KUNIT_EXPECT_EQ(test, c.src[0], 0);
+	KUNIT_EXPECT_EQ(test, c.src[1], 0);
+	KUNIT_EXPECT_TRUE(test, c.src[2] & MIGRATE_PFN_MIGRATE);
+	KUNIT_EXPECT_TRUE(test, c.src[3] & MIGRATE_PFN_MIGRATE);
+	mvd_copy_to_new_pages(test, &c.mig, new);
+	migrate_vma_pages(&c.mig);
+	migrate_vma_finalize(&c.mig);
+
+	unpin_user_page(pinned);
+	put_page(held);
+	mvd_unlock();
+
+	for (i = 0; i < npages; i++) {
+		struct page *now = mvd_page_at(c.addr + i * PAGE_SIZE);
+
+		mvd_expect_user(test, c.addr, i, 9);
+		KUNIT_EXPECT_PTR_EQ(test, now, i < 2 ? old[i] : new[i]);
+	}
+}
+
+/* Flags selecting no system memory leave system pages and holes alone. */
+static void mvd_test_not_selected(struct kunit *test)
+{
+	static const unsigned long flags[] = {
+		0,
+		MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+		MIGRATE_VMA_SELECT_DEVICE_COHERENT,
+	};
+	struct mvd_ctx c;
+	unsigned int f;
+
+	mvd_ctx_init(test, &c, 4, 0);
+	/* Pages 0 and 1 populated, 2 and 3 not. */
+	mvd_fill_user(test, c.addr, 0, 2, 10);
+
+	for (f = 0; f < ARRAY_SIZE(flags); f++) {
+		unsigned long i;
+
+		c.mig.flags = flags[f];
+		mvd_lock(&c);
+		KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+		KUNIT_EXPECT_EQ(test, c.mig.cpages, 0);
+		for (i = 0; i < 4; i++)
+			KUNIT_EXPECT_EQ(test, c.src[i], 0);
+		migrate_vma_pages(&c.mig);
+		migrate_vma_finalize(&c.mig);
+		mvd_unlock();
+	}
+	mvd_expect_user(test, c.addr, 0, 10);
+	mvd_expect_user(test, c.addr, 1, 10);
+}
+
+/*
+ * Migrating a few pages out of a PMD-mapped THP splits it first.  Skipped
+ * unless the fault gives us a THP (transparent_hugepage=always).
+ */
+static void mvd_test_thp(struct kunit *test)
+{
+	const unsigned long span = 2 * (PMD_SIZE >> PAGE_SHIFT);
+	const unsigned long first = 4, nr = 4;
+	struct page *new[4], *page;
+	unsigned long huge, base, i;
+	struct mvd_ctx c;
+
+	if (!IS_ENABLED(CONFIG_TRANSPARENT_HUGEPAGE))
+		kunit_skip(test, "no THP support");
+
+	mvd_ctx_init(test, &c, span, MIGRATE_VMA_SELECT_SYSTEM);
+	huge = ALIGN(c.addr, PMD_SIZE);
+	base = (huge - c.addr) >> PAGE_SHIFT;
+	mvd_fill_user(test, c.addr, base, PMD_SIZE >> PAGE_SHIFT, 11);
+
+	page = mvd_page_at(huge);
+	KUNIT_ASSERT_NOT_NULL(test, page);
+	if (!folio_test_large(page_folio(page)))
+		kunit_skip(test, "the fault did not give a THP");
+
+	c.mig.start = huge + first * PAGE_SIZE;
+	c.mig.end = c.mig.start + nr * PAGE_SIZE;
+	mvd_lock(&c);
+	KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+	KUNIT_EXPECT_EQ(test, c.mig.cpages, nr);
+	mvd_copy_to_new_pages(test, &c.mig, new);
+	migrate_vma_pages(&c.mig);
+	for (i = 0; i < nr; i++)
+		KUNIT_EXPECT_TRUE(test, c.src[i] & MIGRATE_PFN_MIGRATE);
+	migrate_vma_finalize(&c.mig);
+	mvd_unlock();
+
+	for (i = 0; i < nr; i++)
+		KUNIT_EXPECT_PTR_EQ(test, new[i],
+				    mvd_page_at(c.mig.start + i * PAGE_SIZE));
+	for (i = 0; i < PMD_SIZE >> PAGE_SHIFT; i++)
+		mvd_expect_user(test, c.addr, base + i, 11);
+}
+
+static struct kunit_case mvd_test_cases[] = {
+	KUNIT_CASE_PARAM(mvd_test_bad_args, mvd_bad_args_gen_params),
+	KUNIT_CASE(mvd_test_system_to_system),
+	KUNIT_CASE(mvd_test_subrange),
+	KUNIT_CASE(mvd_test_restore),
+	KUNIT_CASE(mvd_test_populate),
+	KUNIT_CASE(mvd_test_populate_race),
+	KUNIT_CASE(mvd_test_busy_pages),
+	KUNIT_CASE(mvd_test_not_selected),
+	KUNIT_CASE(mvd_test_thp),
+	{}
+};
+
+static struct kunit_suite mvd_test_suite = {
+	.name = "migrate_device",
+	.test_cases = mvd_test_cases,
+};
+
+kunit_test_suite(mvd_test_suite);
+
+MODULE_DESCRIPTION("KUnit tests for migrate_vma_*()");
+MODULE_LICENSE("GPL");

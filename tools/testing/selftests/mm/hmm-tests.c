@@ -1,0 +1,1473 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Selftests for device-private memory migration (HMM), driven through the
+ * test_hmm pseudo driver (lib/test_hmm.c, CONFIG_TEST_HMM).
+ *
+ * The driver simulates devices /dev/hmm_dmirror0 and /dev/hmm_dmirror1 that
+ * own memory the CPU cannot access.  The tests move parts of their own
+ * address space to such a device and check that the data survives every way
+ * of coming back: CPU faults (reads, writes, from several threads, after
+ * fork(), after mprotect()), explicit migration, device memory release, and
+ * that nothing is left allocated on the device when the memory goes away.
+ *
+ * Device memory in use is read from the driver's sysfs counter
+ * /sys/dev/char/<major>:<minor>/pages_used of the device node.
+ *
+ * The device-coherent fixture variants use /dev/hmm_dmirror2 and 3, which the
+ * driver only creates where device-coherent memory is available; without
+ * them those variants are skipped.
+ */
+
+#include "../kselftest_harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+/* Private interface of the test driver; found through -I <kernel tree>. */
+#include <lib/test_hmm_uapi.h>
+
+/* Device numbers: the first two are device-private, the others coherent. */
+#define UNIT_PRIVATE_A		0
+#define UNIT_PRIVATE_B		1
+#define UNIT_COHERENT_A		2
+#define UNIT_COHERENT_B		3
+
+#define DEFAULT_NPAGES		1024UL
+#define SZ_2M			(2UL << 20)
+
+/* /proc/self/pagemap bits, see Documentation/admin-guide/mm/pagemap.rst */
+#define PM_PRESENT		0x8000000000000000ULL	/* bit 63 */
+#define PM_SWAP			0x4000000000000000ULL	/* bit 62 */
+#define PM_FILE			0x2000000000000000ULL	/* bit 61 */
+
+/* ---------------------------------------------------------------------------
+ * Helpers
+ */
+
+static unsigned long psize(void)
+{
+	return (unsigned long)sysconf(_SC_PAGESIZE);
+}
+
+static int open_unit(int unit)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/dev/hmm_dmirror%d", unit);
+	return open(path, O_RDWR | O_CLOEXEC);
+}
+
+/*
+ * Issue one HMM_DMIRROR_* command.  Returns 0 or -errno; on success the
+ * command as the driver returned it is stored in *out when out is not NULL.
+ */
+static int dmirror(int fd, unsigned long request, void *addr, void *buf,
+		   uint64_t npages, struct hmm_dmirror_cmd *out)
+{
+	struct hmm_dmirror_cmd cmd;
+	int ret;
+
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.addr = (uintptr_t)addr;
+	cmd.ptr = (uintptr_t)buf;
+	cmd.npages = npages;
+	do {
+		ret = ioctl(fd, request, &cmd);
+	} while (ret < 0 && errno == EINTR);
+	if (ret < 0)
+		return -errno;
+	if (out)
+		*out = cmd;
+	return 0;
+}
+
+/* Migrate to the device; returns 0 or -errno, *cpages as reported. */
+static int to_device(int fd, void *addr, void *buf, uint64_t npages,
+		     uint64_t *cpages)
+{
+	struct hmm_dmirror_cmd cmd;
+	int ret;
+
+	ret = dmirror(fd, HMM_DMIRROR_MIGRATE_TO_DEV, addr, buf, npages, &cmd);
+	if (!ret && cpages)
+		*cpages = cmd.cpages;
+	return ret;
+}
+
+static int to_system(int fd, void *addr, uint64_t npages, uint64_t *cpages)
+{
+	struct hmm_dmirror_cmd cmd;
+	int ret;
+
+	ret = dmirror(fd, HMM_DMIRROR_MIGRATE_TO_SYS, addr, NULL, npages, &cmd);
+	if (!ret && cpages)
+		*cpages = cmd.cpages;
+	return ret;
+}
+
+/* Device pages currently in use on a unit, or -1 if it cannot be read. */
+static long pages_on_unit(int unit)
+{
+	char path[96];
+	struct stat st;
+	long val = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/dev/hmm_dmirror%d", unit);
+	if (stat(path, &st))
+		return -1;
+	snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/pages_used",
+		 major(st.st_rdev), minor(st.st_rdev));
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &val) != 1)
+		val = -1;
+	fclose(f);
+	return val;
+}
+
+/*
+ * Test data: every 64-bit word gets a value derived from its index and a
+ * seed, so a page ending up at the wrong address or with another round's
+ * data is caught.
+ */
+static uint64_t word_value(unsigned int seed, size_t idx)
+{
+	return ((uint64_t)seed << 48) ^ (idx * 0x9e3779b97f4a7c15ULL) ^ idx;
+}
+
+static void fill(void *p, size_t bytes, unsigned int seed)
+{
+	uint64_t *w = p;
+	size_t i;
+
+	for (i = 0; i < bytes / sizeof(*w); i++)
+		w[i] = word_value(seed, i);
+}
+
+/* Returns the index of the first wrong word, or -1 if all are right. */
+static long verify(const void *p, size_t bytes, unsigned int seed)
+{
+	const uint64_t *w = p;
+	size_t i;
+
+	for (i = 0; i < bytes / sizeof(*w); i++)
+		if (w[i] != word_value(seed, i))
+			return (long)i;
+	return -1;
+}
+
+static bool all_zero(const void *p, size_t bytes)
+{
+	const unsigned char *c = p;
+	size_t i;
+
+	for (i = 0; i < bytes; i++)
+		if (c[i])
+			return false;
+	return true;
+}
+
+/* Keep the compiler from caching or dropping accesses to memory. */
+static inline void compiler_barrier(void)
+{
+	asm volatile("" ::: "memory");
+}
+
+/* Load a byte for real: forces a read fault. */
+static char touch_read(const char *p)
+{
+	char c = *p;
+
+	asm volatile("" : : "r" (c));
+	return c;
+}
+
+/* Store to a byte without changing it: forces a write fault (or COW). */
+static void touch_write(char *p)
+{
+	char c = *p;
+
+	/* Hide the value from the compiler so the store is not dropped. */
+	asm volatile("" : "+r" (c));
+	*p = c;
+	compiler_barrier();
+}
+
+static void *map_anon(size_t bytes, int prot, int flags)
+{
+	return mmap(NULL, bytes, prot, flags | MAP_ANONYMOUS, -1, 0);
+}
+
+/* A private anonymous mapping aligned to @align. */
+static void *map_aligned(size_t bytes, size_t align)
+{
+	char *raw, *p;
+
+	raw = map_anon(bytes + align, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	if (raw == MAP_FAILED)
+		return MAP_FAILED;
+	p = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+	if (p > raw)
+		munmap(raw, p - raw);
+	munmap(p + bytes, raw + align - p);
+	return p;
+}
+
+static uint64_t pagemap_of(void *addr)
+{
+	uint64_t ent = 0;
+	int fd;
+
+	fd = open("/proc/self/pagemap", O_RDONLY);
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &ent, sizeof(ent),
+		  (uintptr_t)addr / psize() * sizeof(ent)) != sizeof(ent))
+		ent = 0;
+	close(fd);
+	return ent;
+}
+
+/* Number of pages of [addr, addr + npages) whose pagemap entry has @bits. */
+static unsigned long count_pagemap(void *addr, unsigned long npages,
+				   uint64_t mask, uint64_t bits)
+{
+	unsigned long i, n = 0;
+
+	for (i = 0; i < npages; i++)
+		if ((pagemap_of((char *)addr + i * psize()) & mask) == bits)
+			n++;
+	return n;
+}
+
+/* Value in kB of field @name (e.g. "Rss:") of the smaps entry of @addr. */
+static long smaps_kb(void *addr, const char *name)
+{
+	unsigned long lo, hi, target = (uintptr_t)addr;
+	bool inside = false;
+	char line[256];
+	long val = -1;
+	FILE *f;
+
+	f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			if (inside)
+				break;
+			inside = target >= lo && target < hi;
+			continue;
+		}
+		if (inside && !strncmp(line, name, strlen(name))) {
+			val = strtol(line + strlen(name), NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+static bool thp_possible(void)
+{
+	char buf[128] = "";
+	FILE *f;
+
+	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	return !strstr(buf, "[never]");
+}
+
+/* Wait for @pid; returns its exit status, or 128 + signal. */
+static int reap(pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid)
+		return -1;
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+/* ---------------------------------------------------------------------------
+ * Fixtures: one device, and two devices of the same kind.
+ */
+
+FIXTURE(hmm)
+{
+	int		fd;
+	int		unit;
+	unsigned long	ps;
+};
+
+FIXTURE_VARIANT(hmm)
+{
+	int		unit;
+};
+
+FIXTURE_VARIANT_ADD(hmm, hmm_device_private)
+{
+	.unit = UNIT_PRIVATE_A,
+};
+
+FIXTURE_VARIANT_ADD(hmm, hmm_device_coherent)
+{
+	.unit = UNIT_COHERENT_A,
+};
+
+FIXTURE_SETUP(hmm)
+{
+	self->ps = psize();
+	self->unit = variant->unit;
+	self->fd = open_unit(variant->unit);
+	if (self->fd < 0 && variant->unit >= UNIT_COHERENT_A)
+		SKIP(return, "no device-coherent hmm_dmirror%d", variant->unit);
+	ASSERT_GE(self->fd, 0)
+		TH_LOG("cannot open hmm_dmirror%d: is test_hmm loaded?",
+		       variant->unit);
+}
+
+FIXTURE_TEARDOWN(hmm)
+{
+	if (self->fd >= 0)
+		close(self->fd);
+}
+
+FIXTURE(hmm2)
+{
+	int		fd0;
+	int		fd1;
+	int		unit0;
+	int		unit1;
+	unsigned long	ps;
+};
+
+FIXTURE_VARIANT(hmm2)
+{
+	int		unit0;
+	int		unit1;
+};
+
+FIXTURE_VARIANT_ADD(hmm2, hmm2_device_private)
+{
+	.unit0 = UNIT_PRIVATE_A,
+	.unit1 = UNIT_PRIVATE_B,
+};
+
+FIXTURE_VARIANT_ADD(hmm2, hmm2_device_coherent)
+{
+	.unit0 = UNIT_COHERENT_A,
+	.unit1 = UNIT_COHERENT_B,
+};
+
+FIXTURE_SETUP(hmm2)
+{
+	self->ps = psize();
+	self->unit0 = variant->unit0;
+	self->unit1 = variant->unit1;
+	self->fd1 = -1;
+	self->fd0 = open_unit(variant->unit0);
+	if (self->fd0 < 0 && variant->unit0 >= UNIT_COHERENT_A)
+		SKIP(return, "no device-coherent hmm_dmirror%d", variant->unit0);
+	ASSERT_GE(self->fd0, 0);
+	self->fd1 = open_unit(variant->unit1);
+	ASSERT_GE(self->fd1, 0);
+}
+
+FIXTURE_TEARDOWN(hmm2)
+{
+	if (self->fd0 >= 0)
+		close(self->fd0);
+	if (self->fd1 >= 0)
+		close(self->fd1);
+}
+
+/* ---------------------------------------------------------------------------
+ * Basic migration
+ */
+
+/*
+ * Migrate a filled buffer: the driver hands back what the device holds,
+ * the CPU page table no longer maps the pages, and CPU reads fault every
+ * page back with its data.
+ */
+TEST_F(hmm, migrate_readback)
+{
+	unsigned long n = DEFAULT_NPAGES, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 1);
+
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, buf, out, n,
+			  &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(out, bytes, 1), -1);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, 0), n);
+
+	ASSERT_EQ(verify(buf, bytes, 1), -1);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * CPU writes to pages on the device: each write faults the page back, and
+ * the rest of the page keeps its data.
+ */
+TEST_F(hmm, cpu_write_after_migrate)
+{
+	unsigned long n = DEFAULT_NPAGES, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	char *buf, *out, *expect;
+	uint64_t cpages;
+	unsigned long i;
+
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	expect = malloc(bytes);
+	ASSERT_NE(expect, NULL);
+	fill(buf, bytes, 2);
+	memcpy(expect, buf, bytes);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+
+	/* The first access to each page is a single byte store. */
+	for (i = 0; i < n; i++) {
+		unsigned long off = i * self->ps + (i * 8) % self->ps;
+
+		buf[off] = (char)i;
+		compiler_barrier();
+		expect[off] = (char)i;
+	}
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	ASSERT_EQ(memcmp(buf, expect, bytes), 0);
+
+	free(expect);
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * A range mixing populated pages with pages never touched: the holes
+ * migrate as new zeroed device pages and are counted in cpages.
+ */
+TEST_F(hmm, holes_and_data)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	unsigned long i;
+	uint64_t cpages;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	/* Populate every third page only. */
+	for (i = 0; i < n; i += 3)
+		fill(buf + i * self->ps, self->ps, 10 + i);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+
+	for (i = 0; i < n; i++) {
+		char *p = buf + i * self->ps, *o = out + i * self->ps;
+
+		if (i % 3 == 0) {
+			ASSERT_EQ(verify(o, self->ps, 10 + i), -1);
+			ASSERT_EQ(verify(p, self->ps, 10 + i), -1);
+		} else {
+			ASSERT_TRUE(all_zero(o, self->ps));
+			ASSERT_TRUE(all_zero(p, self->ps));
+		}
+	}
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/* A range never touched at all migrates entirely as zero pages. */
+TEST_F(hmm, untouched_range)
+{
+	unsigned long n = 128, bytes = n * self->ps;
+	uint64_t cpages;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	memset(out, 0xff, bytes);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_TRUE(all_zero(out, bytes));
+	/* Device pages of a writable mapping may be written by the CPU. */
+	fill(buf, bytes, 3);
+	ASSERT_EQ(verify(buf, bytes, 3), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * Pages mapping the shared zero page (read but never written) migrate
+ * too; afterwards the CPU reads zeroes and can still write.
+ */
+TEST_F(hmm, zero_page_range)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	char sink = 0;
+	uint64_t cpages;
+	char *buf, *out;
+	unsigned long i;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	/* Keep THP away: a read fault would map a huge zero page instead. */
+	madvise(buf, bytes, MADV_NOHUGEPAGE);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	for (i = 0; i < n; i++)
+		sink |= touch_read(buf + i * self->ps);
+	ASSERT_EQ(sink, 0);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_TRUE(all_zero(out, bytes));
+	ASSERT_TRUE(all_zero(buf, bytes));
+	fill(buf, bytes, 4);
+	ASSERT_EQ(verify(buf, bytes, 4), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * One range covering two adjacent VMAs (split by mprotect, so their flags
+ * differ) migrates as a whole.  A read-only VMA migrates as well.
+ */
+TEST_F(hmm, across_two_vmas)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	uint64_t cpages;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 5);
+	ASSERT_EQ(mprotect(buf + bytes / 2, bytes / 2, PROT_READ), 0);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(verify(out, bytes, 5), -1);
+	ASSERT_EQ(verify(buf, bytes, 5), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * A range with an unmapped gap, or touching a PROT_NONE mapping, is
+ * refused with EINVAL and the data stays intact.
+ */
+TEST_F(hmm, gap_or_prot_none_refused)
+{
+	unsigned long n = 16, bytes = n * self->ps;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 6);
+
+	ASSERT_EQ(mprotect(buf, self->ps, PROT_NONE), 0);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, NULL), -EINVAL);
+	ASSERT_EQ(mprotect(buf, self->ps, PROT_READ | PROT_WRITE), 0);
+
+	ASSERT_EQ(munmap(buf + 8 * self->ps, self->ps), 0);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, NULL), -EINVAL);
+	ASSERT_EQ(to_system(self->fd, buf, n, NULL), -EINVAL);
+
+	ASSERT_EQ(verify(buf, 8 * self->ps, 6), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * Coming back from the device
+ */
+
+/* MIGRATE_TO_SYS brings back exactly the pages on this device. */
+TEST_F(hmm, migrate_back_explicit)
+{
+	unsigned long n = 256, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	uint64_t cpages;
+	char *buf, *out;
+
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 7);
+
+	/* Only the first half goes to the device. */
+	ASSERT_EQ(to_device(self->fd, buf, out, n / 2, &cpages), 0);
+	ASSERT_EQ(cpages, n / 2);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)(n / 2));
+
+	ASSERT_EQ(to_system(self->fd, buf, n, &cpages), 0);
+	ASSERT_EQ(cpages, n / 2);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+
+	/* Nothing left to bring back. */
+	ASSERT_EQ(to_system(self->fd, buf, n, &cpages), 0);
+	ASSERT_EQ(cpages, 0);
+	ASSERT_EQ(verify(buf, bytes, 7), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/* Back and forth many times, changing the data in between. */
+TEST_F(hmm, round_trips)
+{
+	unsigned long n = 128, bytes = n * self->ps;
+	unsigned int round;
+	uint64_t cpages;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	for (round = 0; round < 8; round++) {
+		fill(buf, bytes, 100 + round);
+		ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+		ASSERT_EQ(cpages, n);
+		ASSERT_EQ(verify(out, bytes, 100 + round), -1);
+		if (round & 1) {
+			/* Odd rounds: bring it back explicitly. */
+			ASSERT_EQ(to_system(self->fd, buf, n, &cpages), 0);
+			ASSERT_EQ(cpages, n);
+		}
+		/* Even rounds: the CPU faults it back. */
+		ASSERT_EQ(verify(buf, bytes, 100 + round), -1);
+	}
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * Fault half of the range back, then migrate the whole range again: the
+ * half still on the device stays there and the result covers all pages.
+ */
+TEST_F(hmm, refault_half_then_remigrate)
+{
+	unsigned long n = 256, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	uint64_t cpages;
+	char *buf, *out;
+
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 8);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(verify(buf, bytes / 2, 8), -1);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)(n / 2));
+
+	memset(out, 0, bytes);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(verify(out, bytes, 8), -1);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+	ASSERT_EQ(verify(buf, bytes, 8), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/* RELEASE evicts the device memory; the data is all there afterwards. */
+TEST_F(hmm, release_evicts)
+{
+	unsigned long n = DEFAULT_NPAGES, bytes = n * self->ps;
+	uint64_t cpages;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 9);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_GE(pages_on_unit(self->unit), (long)n);
+
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, buf, NULL, n, NULL),
+		  0);
+	ASSERT_EQ(pages_on_unit(self->unit), 0);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	ASSERT_EQ(verify(buf, bytes, 9), -1);
+
+	/* The device is usable again after a release. */
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(verify(buf, bytes, 9), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * Lifetime: nothing stays allocated on the device
+ */
+
+TEST_F(hmm, munmap_frees_device_pages)
+{
+	unsigned long n = 512, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	uint64_t cpages;
+	char *buf, *out;
+
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 11);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+
+	/* Partial unmap first, then the rest. */
+	ASSERT_EQ(munmap(buf, bytes / 4), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)(n - n / 4));
+	ASSERT_EQ(munmap(buf + bytes / 4, bytes - bytes / 4), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+
+	free(out);
+}
+
+/* A process exiting with pages on the device gives them all back. */
+TEST_F(hmm, exit_frees_device_pages)
+{
+	long before = pages_on_unit(self->unit);
+	unsigned long n = 512;
+	pid_t pid;
+
+	ASSERT_GE(before, 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		size_t bytes = n * psize();
+		uint64_t cpages = 0;
+		char *buf, *out;
+		int fd;
+
+		/* The mirror belongs to the opener: use a file of our own. */
+		fd = open_unit(self->unit);
+		buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+		out = malloc(bytes);
+		if (fd < 0 || buf == MAP_FAILED || !out)
+			_exit(2);
+		fill(buf, bytes, 12);
+		if (to_device(fd, buf, out, n, &cpages) || cpages != n)
+			_exit(3);
+		if (pages_on_unit(self->unit) < before + (long)n)
+			_exit(4);
+		_exit(0);
+	}
+	ASSERT_EQ(reap(pid), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+}
+
+/* Closing the file leaves the pages usable: they come back on access. */
+TEST_F(hmm, close_with_pages_on_device)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	uint64_t cpages;
+	char *buf, *out;
+	int fd;
+
+	ASSERT_GE(before, 0);
+	fd = open_unit(self->unit);
+	ASSERT_GE(fd, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 13);
+
+	ASSERT_EQ(to_device(fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(close(fd), 0);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(verify(buf, bytes, 13), -1);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * fork, mprotect, threads
+ */
+
+/*
+ * Fork with the pages on the device: parent and child each see the data
+ * as it was at fork time and then only their own writes.
+ */
+TEST_F(hmm, fork_cow)
+{
+	unsigned long n = 128, bytes = n * self->ps;
+	int go[2];
+	uint64_t cpages;
+	char *buf, *out;
+	pid_t pid;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 20);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(pipe(go), 0);
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		char c;
+
+		close(go[1]);
+		/* Wait until the parent has written its copy. */
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		if (verify(buf, bytes, 20) != -1)
+			_exit(3);
+		fill(buf, bytes, 21);
+		if (verify(buf, bytes, 21) != -1)
+			_exit(4);
+		_exit(0);
+	}
+
+	close(go[0]);
+	fill(buf, bytes, 22);
+	ASSERT_EQ(verify(buf, bytes, 22), -1);
+	ASSERT_EQ(write(go[1], "x", 1), 1);
+	close(go[1]);
+	ASSERT_EQ(reap(pid), 0);
+	ASSERT_EQ(verify(buf, bytes, 22), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/* Same, but the child touches the pages first and the parent only reads. */
+TEST_F(hmm, fork_child_writes_first)
+{
+	unsigned long n = 128, bytes = n * self->ps;
+	uint64_t cpages;
+	char *buf, *out;
+	pid_t pid;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 23);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		if (verify(buf, bytes, 23) != -1)
+			_exit(3);
+		fill(buf, bytes, 24);
+		_exit(verify(buf, bytes, 24) == -1 ? 0 : 4);
+	}
+	ASSERT_EQ(reap(pid), 0);
+	ASSERT_EQ(verify(buf, bytes, 23), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * Device pages of a mapping made read-only: reads work, a write gets
+ * SIGSEGV (tried in a child), and making it writable again works.
+ */
+TEST_F(hmm, mprotect_readonly)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	uint64_t cpages;
+	char *buf, *out;
+	pid_t pid;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 25);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ), 0);
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		if (verify(buf, bytes, 25) != -1)
+			_exit(3);
+		buf[self->ps] = 1;
+		compiler_barrier();
+		_exit(4);	/* the store must not succeed */
+	}
+	ASSERT_EQ(reap(pid), 128 + SIGSEGV);
+
+	ASSERT_EQ(verify(buf, bytes, 25), -1);
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ | PROT_WRITE), 0);
+	fill(buf, bytes, 26);
+	ASSERT_EQ(verify(buf, bytes, 26), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+struct racer {
+	pthread_barrier_t	*start;
+	uint64_t		*word;
+	uint64_t		seen;
+	uint64_t		*mine;	/* written by this thread, or NULL */
+	uint64_t		value;
+};
+
+static void *race_fault(void *arg)
+{
+	struct racer *r = arg;
+
+	pthread_barrier_wait(r->start);
+	if (r->mine)
+		*r->mine = r->value;
+	r->seen = *r->word;
+	return NULL;
+}
+
+/*
+ * Several threads fault on the same device page at once, some reading,
+ * some writing different words: every thread sees the right data and no
+ * write is lost.
+ */
+TEST_F(hmm, threads_fault_same_page)
+{
+	enum { NTHREADS = 4, ROUNDS = 64 };
+	unsigned long bytes = self->ps;
+	struct racer racer[NTHREADS];
+	pthread_t tid[NTHREADS];
+	pthread_barrier_t start;
+	uint64_t *words, cpages;
+	char *out;
+	int round, t;
+
+	words = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(words, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	for (round = 0; round < ROUNDS; round++) {
+		fill(words, bytes, 30 + round);
+		ASSERT_EQ(to_device(self->fd, words, out, 1, &cpages), 0);
+		ASSERT_EQ(cpages, 1);
+		ASSERT_EQ(pthread_barrier_init(&start, NULL, NTHREADS), 0);
+		for (t = 0; t < NTHREADS; t++) {
+			racer[t].start = &start;
+			racer[t].word = &words[t + 1];
+			/* Odd threads also write a word of their own. */
+			racer[t].mine = (t & 1) ? &words[64 + t] : NULL;
+			racer[t].value = ~0ULL - t;
+			ASSERT_EQ(pthread_create(&tid[t], NULL, race_fault,
+						 &racer[t]), 0);
+		}
+		for (t = 0; t < NTHREADS; t++)
+			ASSERT_EQ(pthread_join(tid[t], NULL), 0);
+		pthread_barrier_destroy(&start);
+
+		for (t = 0; t < NTHREADS; t++) {
+			ASSERT_EQ(racer[t].seen, word_value(30 + round, t + 1));
+			if (t & 1) {
+				ASSERT_EQ(words[64 + t], ~0ULL - t);
+				words[64 + t] = word_value(30 + round, 64 + t);
+			}
+		}
+		ASSERT_EQ(verify(words, bytes, 30 + round), -1);
+	}
+
+	free(out);
+	munmap(words, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * What the CPU side reports
+ */
+
+/*
+ * pagemap shows device pages as not present, swap-like (non-file) entries;
+ * smaps still counts them as resident anonymous memory of the mapping.
+ */
+TEST_F(hmm, pagemap_and_smaps)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	long rss, anon;
+	uint64_t cpages;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	madvise(buf, bytes, MADV_NOHUGEPAGE);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 40);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_PRESENT), n);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP | PM_FILE,
+				PM_SWAP), n);
+	rss = smaps_kb(buf, "Rss:");
+	anon = smaps_kb(buf, "Anonymous:");
+	ASSERT_EQ(rss, (long)(bytes >> 10));
+	ASSERT_EQ(anon, (long)(bytes >> 10));
+
+	ASSERT_EQ(verify(buf, bytes, 40), -1);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_PRESENT), n);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * Memory that does not migrate
+ */
+
+static int tmp_file(size_t bytes, unsigned int seed)
+{
+	char *data;
+	int fd;
+
+	fd = open("/tmp", O_TMPFILE | O_RDWR | O_EXCL, 0600);
+	if (fd < 0)
+		return -1;
+	data = malloc(bytes);
+	if (!data) {
+		close(fd);
+		return -1;
+	}
+	fill(data, bytes, seed);
+	if (pwrite(fd, data, bytes, 0) != (ssize_t)bytes) {
+		free(data);
+		close(fd);
+		return -1;
+	}
+	free(data);
+	return fd;
+}
+
+/*
+ * MAP_PRIVATE file mapping: pages still shared with the page cache are not
+ * migrated (the command fails with ENOENT as not all of the range reached
+ * the device), while pages already copied on write are anonymous and do.
+ */
+TEST_F(hmm, file_private_mapping)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	uint64_t cpages;
+	char *buf, *out, *check;
+	unsigned long i;
+	int fd;
+
+	fd = tmp_file(bytes, 50);
+	if (fd < 0)
+		SKIP(return, "no O_TMPFILE support in /tmp");
+	buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	/* Map everything from the page cache... */
+	for (i = 0; i < n; i++)
+		touch_read(buf + i * self->ps);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, NULL), -ENOENT);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_FILE,
+				PM_PRESENT | PM_FILE), n);
+
+	/* ...then copy every even page on write. */
+	for (i = 0; i < n; i += 2)
+		touch_write(buf + i * self->ps);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, NULL), -ENOENT);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP),
+		  n / 2);
+	for (i = 0; i < n; i += 2)
+		ASSERT_EQ(pagemap_of(buf + i * self->ps) &
+			  (PM_PRESENT | PM_SWAP), PM_SWAP);
+	ASSERT_EQ(verify(buf, bytes, 50), -1);
+
+	/* All pages anonymous now: the whole range migrates. */
+	for (i = 0; i < n; i++)
+		touch_write(buf + i * self->ps);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(verify(out, bytes, 50), -1);
+
+	/* The file itself never changed. */
+	check = malloc(bytes);
+	ASSERT_NE(check, NULL);
+	ASSERT_EQ(pread(fd, check, bytes, 0), (ssize_t)bytes);
+	ASSERT_EQ(verify(check, bytes, 50), -1);
+	ASSERT_EQ(verify(buf, bytes, 50), -1);
+
+	free(check);
+	free(out);
+	munmap(buf, bytes);
+	close(fd);
+}
+
+/*
+ * Shared anonymous memory is not migrated, populated or not: the command
+ * fails with ENOENT and every page stays where it was.
+ */
+TEST_F(hmm, shared_anon_refused)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	char *buf, *out;
+
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_SHARED);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes / 2, 60);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, NULL), -ENOENT);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	ASSERT_EQ(count_pagemap(buf, n / 2, PM_PRESENT, PM_PRESENT), n / 2);
+	ASSERT_EQ(verify(buf, bytes / 2, 60), -1);
+	ASSERT_TRUE(all_zero(buf + bytes / 2, bytes / 2));
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * Transparent huge pages: a MADV_HUGEPAGE region is split and migrated,
+ * whole or in part, and reads back intact.
+ */
+TEST_F(hmm, thp_region)
+{
+	unsigned long bytes = 2 * SZ_2M, n = bytes / self->ps;
+	unsigned long part = SZ_2M / 4 / self->ps;
+	uint64_t cpages;
+	char *buf, *out;
+	long huge;
+
+	buf = map_aligned(bytes, SZ_2M);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, bytes, MADV_HUGEPAGE), 0);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 70);
+	huge = smaps_kb(buf, "AnonHugePages:");
+	if (thp_possible() && huge <= 0)
+		TH_LOG("no THP backing the region (AnonHugePages %ld kB)",
+		       huge);
+
+	/* A quarter from the middle of the second huge page first... */
+	ASSERT_EQ(to_device(self->fd, buf + SZ_2M + SZ_2M / 4, out, part,
+			    &cpages), 0);
+	ASSERT_EQ(cpages, part);
+	ASSERT_EQ(verify(buf, bytes, 70), -1);
+
+	/* ...then all of it. */
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(verify(out, bytes, 70), -1);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(verify(buf, bytes, 70), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * Bad input: each gets its exact error and changes nothing
+ */
+
+TEST_F(hmm, bad_unaligned_addr)
+{
+	unsigned long bytes = 4 * self->ps;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 80);
+
+	ASSERT_EQ(to_device(self->fd, buf + 1, out, 2, NULL), -EINVAL);
+	ASSERT_EQ(to_device(self->fd, buf + self->ps / 2, out, 2, NULL),
+		  -EINVAL);
+	ASSERT_EQ(to_system(self->fd, buf + 8, 2, NULL), -EINVAL);
+	ASSERT_EQ(count_pagemap(buf, 4, PM_PRESENT, PM_PRESENT), 4);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+TEST_F(hmm, bad_zero_npages)
+{
+	char *buf;
+
+	buf = map_anon(self->ps, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(to_device(self->fd, buf, buf, 0, NULL), -EINVAL);
+	ASSERT_EQ(to_system(self->fd, buf, 0, NULL), -EINVAL);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, buf, NULL, 0, NULL),
+		  -EINVAL);
+	munmap(buf, self->ps);
+}
+
+/* npages whose size in bytes does not fit, or runs past any mapping. */
+TEST_F(hmm, bad_huge_npages)
+{
+	unsigned long bytes = 4 * self->ps;
+	char *buf, *out;
+
+	/* Map one page more than used and unmap it: a gap right after. */
+	buf = map_anon(bytes + self->ps, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(munmap(buf + bytes, self->ps), 0);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	/* Size overflows 64 bits (to 0, and to exactly one page). */
+	ASSERT_EQ(to_device(self->fd, buf, out, 1ULL << 52, NULL), -EINVAL);
+	ASSERT_EQ(to_device(self->fd, buf, out, (1ULL << 52) + 1, NULL),
+		  -EINVAL);
+	ASSERT_EQ(to_device(self->fd, buf, out, ~0ULL, NULL), -EINVAL);
+	/* Fits, but covers far more than is mapped. */
+	ASSERT_EQ(to_device(self->fd, buf, out, 1ULL << 30, NULL), -EINVAL);
+	ASSERT_EQ(to_system(self->fd, buf, 1ULL << 30, NULL), -EINVAL);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+TEST_F(hmm, bad_wrapping_range)
+{
+	uintptr_t top = ~(uintptr_t)0 & ~(uintptr_t)(self->ps - 1);
+	char out[64];
+
+	ASSERT_EQ(to_device(self->fd, (void *)top, out, 2, NULL), -EINVAL);
+	ASSERT_EQ(to_system(self->fd, (void *)top, 2, NULL), -EINVAL);
+	ASSERT_EQ(to_device(self->fd, (void *)(top - self->ps), out, 3, NULL),
+		  -EINVAL);
+}
+
+TEST_F(hmm, bad_unmapped_range)
+{
+	unsigned long bytes = 8 * self->ps;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	ASSERT_EQ(munmap(buf, bytes), 0);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, 8, NULL), -EINVAL);
+	ASSERT_EQ(to_system(self->fd, buf, 8, NULL), -EINVAL);
+	free(out);
+}
+
+/* Unknown ioctl numbers, including a known number with a wrong size. */
+TEST_F(hmm, bad_ioctl_number)
+{
+	struct hmm_dmirror_cmd cmd;
+	char *buf;
+
+	buf = map_anon(self->ps, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.addr = (uintptr_t)buf;
+	cmd.npages = 1;
+
+	ASSERT_EQ(ioctl(self->fd, _IOWR('H', 0x3f, struct hmm_dmirror_cmd),
+			&cmd), -1);
+	ASSERT_EQ(errno, EINVAL);
+	ASSERT_EQ(ioctl(self->fd, _IOWR('H', 0x02, uint64_t), &cmd), -1);
+	ASSERT_EQ(errno, EINVAL);
+	ASSERT_EQ(ioctl(self->fd, _IOWR('Z', 0x02, struct hmm_dmirror_cmd),
+			&cmd), -1);
+	ASSERT_EQ(errno, EINVAL);
+	munmap(buf, self->ps);
+}
+
+/* The command itself cannot be read: EFAULT. */
+TEST_F(hmm, bad_cmd_pointer)
+{
+	ASSERT_EQ(ioctl(self->fd, HMM_DMIRROR_MIGRATE_TO_DEV, NULL), -1);
+	ASSERT_EQ(errno, EFAULT);
+	ASSERT_EQ(ioctl(self->fd, HMM_DMIRROR_MIGRATE_TO_SYS, (void *)8), -1);
+	ASSERT_EQ(errno, EFAULT);
+}
+
+/*
+ * The data cannot be copied out after a migration: EFAULT.  The migration
+ * itself happened, and the pages still come back to the CPU intact.
+ */
+TEST_F(hmm, bad_output_pointer)
+{
+	unsigned long n = 16, bytes = n * self->ps;
+	char *buf;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	fill(buf, bytes, 81);
+
+	ASSERT_EQ(to_device(self->fd, buf, NULL, n, NULL), -EFAULT);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(verify(buf, bytes, 81), -1);
+	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * Two devices
+ */
+
+/*
+ * Pages on one device are not taken by another: migrating them to the
+ * second device fails with ENOENT, and its MIGRATE_TO_SYS moves nothing.
+ */
+TEST_F(hmm2, pages_of_other_device)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	long before0 = pages_on_unit(self->unit0);
+	long before1 = pages_on_unit(self->unit1);
+	uint64_t cpages;
+	char *buf, *out;
+
+	ASSERT_GE(before0, 0);
+	ASSERT_GE(before1, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 90);
+
+	ASSERT_EQ(to_device(self->fd0, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(to_device(self->fd1, buf, out, n, NULL), -ENOENT);
+	ASSERT_EQ(to_system(self->fd1, buf, n, &cpages), 0);
+	ASSERT_EQ(cpages, 0);
+	ASSERT_EQ(pages_on_unit(self->unit0), before0 + (long)n);
+	ASSERT_EQ(pages_on_unit(self->unit1), before1);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+
+	ASSERT_EQ(verify(buf, bytes, 90), -1);
+	ASSERT_EQ(pages_on_unit(self->unit0), before0);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/* One buffer spread over both devices comes back whole. */
+TEST_F(hmm2, split_between_devices)
+{
+	unsigned long n = 128, bytes = n * self->ps;
+	long before0 = pages_on_unit(self->unit0);
+	long before1 = pages_on_unit(self->unit1);
+	uint64_t cpages;
+	char *buf, *out;
+
+	ASSERT_GE(before0, 0);
+	ASSERT_GE(before1, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 91);
+
+	ASSERT_EQ(to_device(self->fd0, buf, out, n / 2, &cpages), 0);
+	ASSERT_EQ(cpages, n / 2);
+	ASSERT_EQ(to_device(self->fd1, buf + bytes / 2, out + bytes / 2,
+			    n / 2, &cpages), 0);
+	ASSERT_EQ(cpages, n / 2);
+	ASSERT_EQ(verify(out, bytes, 91), -1);
+	ASSERT_EQ(pages_on_unit(self->unit0), before0 + (long)(n / 2));
+	ASSERT_EQ(pages_on_unit(self->unit1), before1 + (long)(n / 2));
+
+	/* Bring device 1's half back explicitly, fault device 0's half. */
+	ASSERT_EQ(to_system(self->fd1, buf, n, &cpages), 0);
+	ASSERT_EQ(cpages, n / 2);
+	ASSERT_EQ(verify(buf, bytes, 91), -1);
+	ASSERT_EQ(pages_on_unit(self->unit0), before0);
+	ASSERT_EQ(pages_on_unit(self->unit1), before1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+TEST_HARNESS_MAIN
