@@ -625,10 +625,9 @@ def _fold_if(text, m, kw_start, cond_open, cond_close, value):
             else_pos = prev - 3
             cut_from = skip_ws_back(m, else_pos) + 1
             return text[:cut_from] + text[stmt_end:]
-        kept = text[keep[0]:keep[1]]
-        if m[keep[0]] != "{" and not re.match(r"if\s*\(", m[keep[0]:]):
-            kept = "{\n%s\t%s\n%s}" % (indent, kept.strip(), indent)
-        return text[:kw_start] + kept + text[stmt_end:]
+        # `else` followed by the kept branch exactly as it was written
+        intro = cond_close + 1 if value == TRUE else else_kw + 4
+        return text[:prev - 3] + "else" + text[intro:keep[1]] + text[stmt_end:]
 
     if keep is None:
         return remove_span(text, kw_start, stmt_end)
@@ -757,7 +756,7 @@ def functions_with_sentinels(text):
 
 
 DECL_RE = re.compile(r"^[ \t]+(?:(?:const|struct|union|enum|unsigned|signed|volatile)\s+)*"
-                     r"(%s)\s*\**\s*(%s);[ \t]*\n" % (IDENT, IDENT), re.M)
+                     r"(%s)(?:\s+|\s*\*+\s*)(%s);[ \t]*\n" % (IDENT, IDENT), re.M)
 KEYWORDS = {"return", "goto", "break", "continue", "case", "default", "else", "do"}
 
 
