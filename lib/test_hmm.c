@@ -1067,14 +1067,12 @@ static long hmmt_ioctl(struct file *filp, unsigned int op, unsigned long arg)
 		/* Reserved: they need hmm_range_fault() / device-exclusive. */
 		return -EOPNOTSUPP;
 	default:
-		return -EINVAL;
+		ret = -EINVAL;
 	}
-	if (ret)
-		return ret;
-
-	if (copy_to_user(uarg, &cmd, sizeof(cmd)))
-		return -EFAULT;
-	return 0;
+	/* cpages and faults only go back to user space on success */
+	if (!ret && copy_to_user(uarg, &cmd, sizeof(cmd)))
+		ret = -EFAULT;
+	return ret;
 }
 
 /*
@@ -1083,21 +1081,19 @@ static long hmmt_ioctl(struct file *filp, unsigned int op, unsigned long arg)
  */
 static int hmmt_mmap(struct file *filp, struct vm_area_struct *vma)
 {
-	unsigned long addr;
+	unsigned long i, npages = vma_pages(vma);
+	int ret = 0;
 
-	for (addr = vma->vm_start; addr < vma->vm_end; addr += PAGE_SIZE) {
+	for (i = 0; i < npages && !ret; i++) {
 		struct page *page = alloc_page(GFP_KERNEL | __GFP_ZERO);
-		int ret;
 
 		if (!page)
 			return -ENOMEM;
-		ret = vm_insert_page(vma, addr, page);
-		/* On success the mapping holds its own reference. */
+		ret = vm_insert_page(vma, vma->vm_start + i * PAGE_SIZE, page);
+		/* vm_insert_page() took a reference of its own if it worked */
 		put_page(page);
-		if (ret)
-			return ret;
 	}
-	return 0;
+	return ret;
 }
 
 static const struct file_operations hmmt_fops = {
