@@ -3,9 +3,11 @@
 
 Usage: hostcheck.py --json OUT.json [--guest-kernel BZIMAGE]
 
-Checks: the harness's own unit tests (results parser, series tool), the
-round trip export -> assemble of the real series, and, given a kernel, the
-guest runner's own test (it must catch a failing suite and a WARNING).
+Checks: the harness's own unit tests (results parser, series tool, strip
+surgery, stage scripts), the round trip export -> assemble of the real
+series, checkpatch --strict and kernel-doc over the series (lint.py), and,
+given a kernel, the guest runner's own test (it must catch a failing suite
+and a WARNING).
 """
 
 import argparse
@@ -57,6 +59,17 @@ def main():
                        skipped=0, seconds=secs, rc=res.returncode, failed_tests=[]))
     if not ok:
         problems.append("series round trip failed:\n" + (res.stdout + res.stderr)[-3000:])
+
+    res, secs = run([sys.executable, os.path.join(HERE, "lint.py")])
+    lint_problems = res.stdout.count("FAIL: lint:")
+    checked = re.search(r"lint: (\d+) patches and files checked", res.stdout)
+    failed = lint_problems or int(res.returncode != 0)
+    suites.append(dict(name="checkpatch+kernel-doc", kind="host",
+                       passed=int(checked.group(1)) if checked and not failed else 0,
+                       failed=failed, skipped=0, seconds=secs, rc=res.returncode,
+                       failed_tests=[]))
+    if failed:
+        problems.append("style checks failed:\n" + (res.stdout + res.stderr)[-3000:])
 
     if args.guest_kernel:
         res, secs = run(["bash", os.path.join(HERE, "tests", "test_guest.sh"), args.guest_kernel])
