@@ -271,12 +271,12 @@ def export(root, tree, to):
                 owned_all[path] = c[:12]
             spec = ["."] + [":(exclude)" + p for p in owned]
             out = git(tree, "format-patch", "-o", tmp, "--start-number", str(i),
-                      "--zero-commit", "--no-signature", "-N", "--subject-prefix=PATCH",
+                      "--zero-commit", "--no-signature", "-N", "--subject-prefix=PATCH", "--full-index",
                       "--stat=80", c + "^.." + c, "--", *spec).strip()
             if not out:
                 # every change is a project-owned file: keep the message alone
                 out = git(tree, "format-patch", "-o", tmp, "--start-number", str(i),
-                          "--zero-commit", "--no-signature", "-N", "--subject-prefix=PATCH",
+                          "--zero-commit", "--no-signature", "-N", "--subject-prefix=PATCH", "--full-index",
                           c + "^.." + c).strip()
                 with open(out, encoding="utf-8") as f:
                     text = f.read()
