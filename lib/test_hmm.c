@@ -7,14 +7,22 @@
  * chunks; what a device page "holds" is kept in an ordinary system page
  * hanging off page->zone_device_data.  A process opens a node, which gives
  * it a mirror: the device's view of that process, a page table mapping the
- * process's virtual pages to the device pages holding them.  Through ioctls
+ * process's virtual pages to the pages holding them.  Through ioctls
  * (lib/test_hmm_uapi.h) the process moves parts of its address space into
  * device memory and back; a CPU access to a page left on the device faults
  * and brings the page back through dev_pagemap_ops.migrate_to_ram.
  *
+ * The device can also access system memory in place, the way a GPU with
+ * its own MMU does: HMM_DMIRROR_READ and HMM_DMIRROR_WRITE fill the mirror
+ * from the CPU page table with hmm_range_fault() when it misses, and the
+ * mirror's mmu interval notifier keeps it coherent with the CPU page table.
+ * HMM_DMIRROR_SNAPSHOT reports what hmm_range_fault() sees without faulting.
+ *
  * Locking, outermost first:
  *
- *   mmap_lock (read)           held around every migrate_vma_* sequence
+ *   mmap_lock (read)           held around every migrate_vma_* sequence and
+ *                              every hmm_range_fault() call, never together
+ *                              with a mirror lock
  *   page lock                  pages being migrated, taken by migrate_vma_*
  *                              (the fault page by the fault handler)
  *   hmmt_device.grow_lock      serialises adding memory chunks
@@ -31,8 +39,10 @@
 #include <linux/device.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
+#include <linux/hmm.h>
 #include <linux/init.h>
 #include <linux/ioport.h>
+#include <linux/jiffies.h>
 #include <linux/kref.h>
 #include <linux/memremap.h>
 #include <linux/migrate.h>
@@ -64,8 +74,24 @@
 /* Migrations are done in batches that never cross a PMD boundary. */
 #define HMMT_BATCH		PTRS_PER_PTE
 
-/* Mirror page table entries are device pages, tagged when writable. */
-#define HMMT_PT_WRITE		1UL
+/*
+ * Mirror page table entries, see struct hmmt_mirror: device pages that
+ * MIGRATE_TO_DEV moved there are stored as plain pointers, marked
+ * HMMT_MARK_WRITE when writable; pages found by hmm_range_fault() are
+ * stored as xarray values, pfn << 1 with HMMT_PFN_WRITE in bit 0.  (A
+ * pointer tag cannot carry the write bit: tag 1 would read as a value.)
+ */
+#define HMMT_MARK_WRITE		XA_MARK_0
+#define HMMT_PFN_WRITE		1UL
+
+/*
+ * Device accesses through the mirror (READ, WRITE, SNAPSHOT) work on this
+ * many pages at a time: one hmm_range_fault() call, one bounce buffer.
+ */
+#define HMMT_MIRROR_PAGES	64UL
+
+/* How often a device write retries moving a busy page of its own back. */
+#define HMMT_UNSHARE_TRIES	8
 
 /*
  * Device-coherent memory needs specific-purpose memory at a known address.
@@ -112,16 +138,29 @@ struct hmmt_device {
 /*
  * The device's view of one process: one per open file.
  *
- * @ptab maps a virtual page number of the process to the device page that
- * holds it.  Entries are added by MIGRATE_TO_DEV before the migration is
- * finalized (the new device page is still locked and the CPU page table
- * still holds a migration entry, so the page cannot leave the device
- * before it is recorded).  They are removed, always under @lock, before
- * the device page can be freed or reused: by the mmu notifier for every
- * change of the CPU page table that the device did not start itself, and
- * by the code that migrates a page back, which looks the entry up through
- * the page's hmmt_store.  A reader that takes a reference on the page under
- * @lock may therefore use the page and its backing store after dropping it.
+ * @ptab maps a virtual page number of the process to the page that holds
+ * it.  Its entries are of two kinds, both changed only under @lock:
+ *
+ * Migration records (pointers) name a device page that MIGRATE_TO_DEV moved
+ * there.  They are added before the migration is finalized (the new device
+ * page is still locked and the CPU page table still holds a migration
+ * entry, so the page cannot leave the device before it is recorded).  They
+ * are removed before the device page can be freed or reused: by the mmu
+ * notifier for every change of the CPU page table that the device did not
+ * start itself, and by the code that migrates a page back, which looks the
+ * entry up through the page's hmmt_store.  A reader that takes a reference
+ * on the page under @lock may therefore use the page and its backing store
+ * after dropping it.
+ *
+ * Mirrored pages (xarray values) record the pfn that hmm_range_fault()
+ * found mapped at the address, a system page or one of this device's
+ * pages, and whether the CPU page table let it be written.  They are added
+ * under @lock only after mmu_interval_read_retry() said that no
+ * invalidation ran since the walk, and the mmu notifier removes them for
+ * every invalidation of their address, this device's own migrations
+ * included (those move the page away).  So as long as such an entry is
+ * present the page is still mapped there, cannot be freed, and may be
+ * accessed -- under @lock only; no reference is taken.
  *
  * The mirror is reference counted: the file holds one reference and every
  * device page that records it in its hmmt_store holds one, because such a
@@ -172,17 +211,37 @@ static void hmmt_mirror_put(struct hmmt_mirror *mirror)
 	kref_put(&mirror->ref, hmmt_mirror_free);
 }
 
-/* Drop the mirror entries of the virtual range [start, end). */
+/* A mirror entry for a page found by hmm_range_fault(). */
+static void *hmmt_pfn_entry(unsigned long pfn, bool writable)
+{
+	return xa_mk_value(pfn << 1 | (writable ? HMMT_PFN_WRITE : 0));
+}
+
+/* The device page a migration record names, or NULL for other entries. */
+static struct page *hmmt_entry_dpage(void *entry)
+{
+	if (!entry || xa_is_value(entry))
+		return NULL;
+	return entry;
+}
+
+/*
+ * Drop the mirror entries of the virtual range [start, end); with
+ * @keep_records, the migration records stay.
+ */
 static void hmmt_ptab_drop(struct hmmt_mirror *mirror, unsigned long start,
-			   unsigned long end)
+			   unsigned long end, bool keep_records)
 {
 	unsigned long vpfn;
 	void *entry;
 
 	lockdep_assert_held(&mirror->lock);
 	xa_for_each_range(&mirror->ptab, vpfn, entry, start >> PAGE_SHIFT,
-			  (end - 1) >> PAGE_SHIFT)
+			  (end - 1) >> PAGE_SHIFT) {
+		if (keep_records && !xa_is_value(entry))
+			continue;
 		xa_erase(&mirror->ptab, vpfn);
+	}
 }
 
 static bool hmmt_invalidate(struct mmu_interval_notifier *mni,
@@ -191,15 +250,19 @@ static bool hmmt_invalidate(struct mmu_interval_notifier *mni,
 {
 	struct hmmt_mirror *mirror =
 		container_of(mni, struct hmmt_mirror, notifier);
+	bool own_migration;
 
 	/*
-	 * Migrations this device starts itself keep the mirror up to date
-	 * on their own, with the pages locked.  Dropping entries here would
-	 * only throw away what they are about to record.
+	 * Migrations this device starts itself keep their migration
+	 * records up to date on their own, with the pages locked: dropping
+	 * those here would only throw away what they are about to record.
+	 * The pages they move away from system memory, or back to it, are
+	 * no longer where a mirrored page entry says, though; and a racing
+	 * hmm_range_fault() user must start over, so the sequence moves on
+	 * for them as for any other invalidation.
 	 */
-	if (range->event == MMU_NOTIFY_MIGRATE &&
-	    range->owner == mirror->hdev)
-		return true;
+	own_migration = range->event == MMU_NOTIFY_MIGRATE &&
+			range->owner == mirror->hdev;
 
 	if (mmu_notifier_range_blockable(range))
 		mutex_lock(&mirror->lock);
@@ -207,7 +270,7 @@ static bool hmmt_invalidate(struct mmu_interval_notifier *mni,
 		return false;
 
 	mmu_interval_set_seq(mni, cur_seq);
-	hmmt_ptab_drop(mirror, range->start, range->end);
+	hmmt_ptab_drop(mirror, range->start, range->end, own_migration);
 	mutex_unlock(&mirror->lock);
 	return true;
 }
@@ -217,9 +280,10 @@ static const struct mmu_interval_notifier_ops hmmt_notifier_ops = {
 };
 
 /*
- * Look up the device page mirroring virtual page @vpfn and take a reference
- * on it, or return NULL.  The reference keeps the page's hmmt_store and
- * backing page alive.
+ * Look up the device page that the migration record of virtual page @vpfn
+ * names and take a reference on it, or return NULL (also for a mirrored
+ * page entry).  The reference keeps the page's hmmt_store and backing page
+ * alive.
  */
 static struct page *hmmt_ptab_get(struct hmmt_mirror *mirror,
 				  unsigned long vpfn)
@@ -228,7 +292,7 @@ static struct page *hmmt_ptab_get(struct hmmt_mirror *mirror,
 	struct page *dpage;
 
 	mutex_lock(&mirror->lock);
-	dpage = xa_untag_pointer(xa_load(&mirror->ptab, vpfn));
+	dpage = hmmt_entry_dpage(xa_load(&mirror->ptab, vpfn));
 	if (dpage && !get_page_unless_zero(dpage))
 		dpage = NULL;
 	mutex_unlock(&mirror->lock);
@@ -255,7 +319,7 @@ static void hmmt_forget(struct page *dpage)
 	struct hmmt_mirror *mirror = store->mirror;
 
 	mutex_lock(&mirror->lock);
-	if (xa_untag_pointer(xa_load(&mirror->ptab, store->vpfn)) == dpage)
+	if (hmmt_entry_dpage(xa_load(&mirror->ptab, store->vpfn)) == dpage)
 		xa_erase(&mirror->ptab, store->vpfn);
 	mutex_unlock(&mirror->lock);
 }
@@ -577,12 +641,16 @@ static int hmmt_to_dev_record(struct hmmt_mirror *mirror,
 			continue;
 		}
 		entry = dpage;
-		if (mig->dst[i] & MIGRATE_PFN_WRITE)
-			entry = xa_tag_pointer(entry, HMMT_PT_WRITE);
 		/* The slot was reserved: this does not allocate. */
 		if (xa_is_err(xa_store(&mirror->ptab, vpfn, entry,
-				       GFP_NOWAIT | __GFP_NOWARN)))
+				       GFP_NOWAIT | __GFP_NOWARN))) {
 			ret = -ENOMEM;
+			continue;
+		}
+		if (mig->dst[i] & MIGRATE_PFN_WRITE)
+			xa_set_mark(&mirror->ptab, vpfn, HMMT_MARK_WRITE);
+		else
+			xa_clear_mark(&mirror->ptab, vpfn, HMMT_MARK_WRITE);
 	}
 	mutex_unlock(&mirror->lock);
 	return ret;
@@ -957,6 +1025,435 @@ static const struct dev_pagemap_ops hmmt_pagemap_ops = {
 };
 
 /* ---------------------------------------------------------------------------
+ * Device access to the process's memory through the mirror
+ */
+
+/*
+ * Walk (and, as @range asks, fault) @range with hmm_range_fault() until the
+ * result is known to be current: sample the notifier sequence, walk under
+ * the mmap read lock, then take the mirror lock and check that no
+ * invalidation ran in between.  One that did may have changed what the
+ * walk saw, so everything starts over; -EBUSY from hmm_range_fault() means
+ * the same.  Holding the mirror lock keeps further invalidations waiting
+ * until the caller is done with the result.
+ *
+ * Gives up with -EBUSY after HMM_RANGE_DEFAULT_TIMEOUT ms of retrying, or
+ * -EINTR on a fatal signal.  Returns 0 with mirror->lock held, or a
+ * negative errno without it.  The caller holds a reference on the mm.
+ */
+static int hmmt_range_fault_locked(struct hmmt_mirror *mirror,
+				   struct hmm_range *range)
+{
+	unsigned long deadline =
+		jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	struct mm_struct *mm = mirror->notifier.mm;
+	int ret;
+
+	for (;;) {
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		if (time_after(jiffies, deadline))
+			return -EBUSY;
+
+		range->notifier_seq = mmu_interval_read_begin(range->notifier);
+		if (mmap_read_lock_killable(mm))
+			return -EINTR;
+		ret = hmm_range_fault(range);
+		mmap_read_unlock(mm);
+		if (ret == -EBUSY) {
+			cond_resched();
+			continue;
+		}
+		if (ret)
+			return ret;
+
+		mutex_lock(&mirror->lock);
+		if (!mmu_interval_read_retry(range->notifier,
+					     range->notifier_seq))
+			return 0;
+		mutex_unlock(&mirror->lock);
+	}
+}
+
+/*
+ * Record in the mirror what hmm_range_fault() found for @range, which
+ * asked for every page to be faulted in (for writing if @write).  Called
+ * under mirror->lock, right after the sequence check.
+ *
+ * One of this device's own pages may come back read-only although a write
+ * was asked for: hmm_range_fault() is allowed to report the caller's own
+ * device pages as they are mapped (6.12's does; ours faults them back).
+ * Then -EAGAIN is returned with the address in @unshare, for the caller to
+ * move that page back to system memory first.
+ */
+static int hmmt_ptab_fill(struct hmmt_mirror *mirror,
+			  const struct hmm_range *range, bool write,
+			  unsigned long *unshare)
+{
+	unsigned long npages = (range->end - range->start) >> PAGE_SHIFT;
+	unsigned long vpfn = range->start >> PAGE_SHIFT;
+	unsigned long i;
+
+	lockdep_assert_held(&mirror->lock);
+	for (i = 0; i < npages; i++) {
+		unsigned long hpfn = range->hmm_pfns[i];
+		bool writable = hpfn & HMM_PFN_WRITE;
+		bool own = false;
+		struct page *page;
+		void *old;
+
+		/*
+		 * Having asked for a fault, success means every entry is
+		 * valid.  Do not take that on trust: an entry the device
+		 * cannot use would have the caller fault again and again.
+		 */
+		if (!(hpfn & HMM_PFN_VALID) || (hpfn & HMM_PFN_ERROR))
+			return -EFAULT;
+		page = hmm_pfn_to_page(hpfn);
+		if (is_device_private_page(page)) {
+			/* Others' device memory is faulted back, not shown. */
+			if (page->pgmap->owner != mirror->hdev)
+				return -EFAULT;
+			own = true;
+		}
+		if (write && !writable) {
+			if (!own)
+				return -EFAULT;
+			*unshare = range->start + (i << PAGE_SHIFT);
+			return -EAGAIN;
+		}
+
+		/* The slot was reserved beforehand: normally no allocation. */
+		old = xa_store(&mirror->ptab, vpfn + i,
+			       hmmt_pfn_entry(page_to_pfn(page), writable),
+			       GFP_NOWAIT | __GFP_NOWARN);
+		if (xa_is_err(old))
+			return xa_err(old);
+	}
+	return 0;
+}
+
+/*
+ * Move this device's page mapped read-only at @addr back to system memory,
+ * so that a write fault can copy it (after fork()) like any other page.
+ * A write to a VMA without VM_WRITE is refused right away instead.
+ */
+static int hmmt_unshare(struct hmmt_mirror *mirror, unsigned long addr)
+{
+	struct mm_struct *mm = mirror->notifier.mm;
+	unsigned long src = 0, dst = 0;
+	struct migrate_vma mig = {
+		.start		= addr,
+		.end		= addr + PAGE_SIZE,
+		.src		= &src,
+		.dst		= &dst,
+		.pgmap_owner	= mirror->hdev,
+		.flags		= MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+	};
+	u64 moved = 0;
+	int ret;
+
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	mig.vma = vma_lookup(mm, addr);
+	if (!mig.vma)
+		ret = -EFAULT;
+	else if (!(mig.vma->vm_flags & VM_WRITE))
+		ret = -EPERM;
+	else
+		ret = hmmt_to_sys_batch(mirror, &mig, &moved);
+	mmap_read_unlock(mm);
+	return ret;
+}
+
+/*
+ * Fault in and mirror one chunk of at most HMMT_MIRROR_PAGES pages.  The
+ * mirror slots are reserved while we may still sleep, so that filling
+ * them under the mirror lock does not allocate; slots already in use are
+ * left as they are, and unused reservations are given back at the end.
+ */
+static int hmmt_mirror_chunk(struct hmmt_mirror *mirror,
+			     struct hmm_range *range, bool write)
+{
+	unsigned long npages = (range->end - range->start) >> PAGE_SHIFT;
+	unsigned long vpfn = range->start >> PAGE_SHIFT;
+	unsigned long i, unshare = 0;
+	unsigned int tries = 0;
+	int ret = 0;
+
+	for (i = 0; i < npages && !ret; i++)
+		ret = xa_reserve(&mirror->ptab, vpfn + i, GFP_KERNEL);
+
+	while (!ret) {
+		ret = hmmt_range_fault_locked(mirror, range);
+		if (ret)
+			break;
+		ret = hmmt_ptab_fill(mirror, range, write, &unshare);
+		mutex_unlock(&mirror->lock);
+		if (ret != -EAGAIN)
+			break;
+		/* A page that keeps coming back busy: give up some time. */
+		if (++tries > HMMT_UNSHARE_TRIES) {
+			ret = -EBUSY;
+			break;
+		}
+		ret = hmmt_unshare(mirror, unshare);
+	}
+
+	for (i = 0; i < npages; i++)
+		xa_release(&mirror->ptab, vpfn + i);
+	return ret;
+}
+
+/*
+ * Device page table miss: fault [start, end) in through hmm_range_fault(),
+ * for writing if @write, and mirror it, HMMT_MIRROR_PAGES at a time.
+ * Returns 0 or a negative errno: -EFAULT where no VMA or an inaccessible
+ * one covers the range, -EPERM for a write to a read-only VMA, -EBUSY if
+ * the range kept changing, as hmm_range_fault() and its callers do.
+ */
+static int hmmt_mirror_fault(struct hmmt_mirror *mirror, unsigned long start,
+			     unsigned long end, bool write)
+{
+	struct mm_struct *mm = mirror->notifier.mm;
+	unsigned long pfns[HMMT_MIRROR_PAGES];
+	struct hmm_range range = {
+		.notifier		= &mirror->notifier,
+		.hmm_pfns		= pfns,
+		.default_flags		= HMM_PFN_REQ_FAULT |
+					  (write ? HMM_PFN_REQ_WRITE : 0),
+		.pfn_flags_mask		= 0,
+		.dev_private_owner	= mirror->hdev,
+	};
+	unsigned long addr, npages;
+	int ret = 0;
+
+	/* The file may outlive the process that opened it. */
+	if (!mmget_not_zero(mm))
+		return -EFAULT;
+
+	for (addr = start; addr < end && !ret; addr += npages << PAGE_SHIFT) {
+		npages = min(HMMT_MIRROR_PAGES, (end - addr) >> PAGE_SHIFT);
+		range.start = addr;
+		range.end = addr + (npages << PAGE_SHIFT);
+		ret = hmmt_mirror_chunk(mirror, &range, write);
+	}
+
+	mmput(mm);
+	return ret;
+}
+
+/*
+ * The page holding what the device sees at virtual page @vpfn, or NULL
+ * when the mirror has no entry for it, or no writable one if @write.  For a
+ * page in device memory that is its backing page.  Called under
+ * mirror->lock, which keeps the page in place, see struct hmmt_mirror.
+ */
+static struct page *hmmt_ptab_data(struct hmmt_mirror *mirror,
+				   unsigned long vpfn, bool write)
+{
+	void *entry = xa_load(&mirror->ptab, vpfn);
+	struct page *page;
+
+	lockdep_assert_held(&mirror->lock);
+	if (!entry)
+		return NULL;
+
+	if (xa_is_value(entry)) {
+		unsigned long val = xa_to_value(entry);
+
+		if (write && !(val & HMMT_PFN_WRITE))
+			return NULL;
+		page = pfn_to_page(val >> 1);
+		/* hmmt_ptab_fill() only lets in device pages of ours. */
+		if (!is_device_private_page(page))
+			return page;
+	} else {
+		if (write && !xa_get_mark(&mirror->ptab, vpfn, HMMT_MARK_WRITE))
+			return NULL;
+		page = entry;
+	}
+	return hmmt_backing(page);
+}
+
+/*
+ * Copy @npages pages from the device's view of the process at @addr into
+ * @buf, or with @write from @buf into it, as far as the mirror has entries
+ * for them.  Returns the number of pages copied: all of them, or those up
+ * to the first miss.
+ */
+static unsigned long hmmt_ptab_copy(struct hmmt_mirror *mirror,
+				    unsigned long addr, unsigned long npages,
+				    char *buf, bool write)
+{
+	unsigned long vpfn = addr >> PAGE_SHIFT;
+	unsigned long i;
+
+	mutex_lock(&mirror->lock);
+	for (i = 0; i < npages; i++) {
+		struct page *page = hmmt_ptab_data(mirror, vpfn + i, write);
+		char *kaddr;
+
+		if (!page)
+			break;
+		kaddr = kmap_local_page(page);
+		if (write) {
+			memcpy(kaddr, buf + i * PAGE_SIZE, PAGE_SIZE);
+			flush_dcache_page(page);
+		} else {
+			memcpy(buf + i * PAGE_SIZE, kaddr, PAGE_SIZE);
+		}
+		kunmap_local(kaddr);
+	}
+	mutex_unlock(&mirror->lock);
+	return i;
+}
+
+/*
+ * HMM_DMIRROR_READ and HMM_DMIRROR_WRITE: the device reads [start, end)
+ * into the user buffer at cmd->ptr, or writes the buffer there, through
+ * its page table.  A miss faults in everything from the missing page to
+ * the end of the range and counts one in cmd->faults; cmd->cpages counts
+ * the pages copied.  Data goes through a bounce buffer since the mirror
+ * lock cannot be held across user copies.  On error, what was copied
+ * before it stays copied.
+ */
+static int hmmt_access(struct hmmt_mirror *mirror,
+		       struct hmm_dmirror_cmd *cmd, unsigned long start,
+		       unsigned long end, bool write)
+{
+	char __user *ubuf = u64_to_user_ptr(cmd->ptr);
+	unsigned long addr, npages, done;
+	size_t bytes;
+	char *buf;
+	int ret = 0;
+
+	buf = kvmalloc(HMMT_MIRROR_PAGES * PAGE_SIZE, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+
+	for (addr = start; addr < end; addr += bytes) {
+		npages = min(HMMT_MIRROR_PAGES, (end - addr) >> PAGE_SHIFT);
+		bytes = npages << PAGE_SHIFT;
+		if (write && copy_from_user(buf, ubuf, bytes)) {
+			ret = -EFAULT;
+			break;
+		}
+
+		done = hmmt_ptab_copy(mirror, addr, npages, buf, write);
+		while (done < npages) {
+			unsigned long miss = addr + (done << PAGE_SHIFT);
+
+			ret = hmmt_mirror_fault(mirror, miss, end, write);
+			if (ret)
+				goto out;
+			cmd->faults++;
+			/* An invalidation may beat us to it: then again. */
+			done += hmmt_ptab_copy(mirror, miss, npages - done,
+					       buf + (done << PAGE_SHIFT),
+					       write);
+		}
+
+		if (!write && copy_to_user(ubuf, buf, bytes)) {
+			ret = -EFAULT;
+			break;
+		}
+		ubuf += bytes;
+		cmd->cpages += npages;
+	}
+out:
+	kvfree(buf);
+	return ret;
+}
+
+/* What HMM_DMIRROR_SNAPSHOT reports for one hmm_range_fault() entry. */
+static u8 hmmt_snapshot_prot(struct hmmt_mirror *mirror, unsigned long hpfn)
+{
+	unsigned int order;
+	struct page *page;
+	u8 prot;
+
+	if (hpfn & HMM_PFN_ERROR)
+		return HMM_DMIRROR_PROT_ERROR;
+	if (!(hpfn & HMM_PFN_VALID))
+		return HMM_DMIRROR_PROT_NONE;
+
+	page = hmm_pfn_to_page(hpfn);
+	if (is_device_private_page(page)) {
+		prot = page->pgmap->owner == mirror->hdev ?
+		       HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL :
+		       HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
+	} else if (is_zero_pfn(page_to_pfn(page))) {
+		prot = HMM_DMIRROR_PROT_ZERO;
+	} else {
+		prot = 0;
+	}
+
+	prot |= (hpfn & HMM_PFN_WRITE) ? HMM_DMIRROR_PROT_WRITE :
+					 HMM_DMIRROR_PROT_READ;
+
+	order = hmm_pfn_to_map_order(hpfn);
+	if (order == PMD_SHIFT - PAGE_SHIFT)
+		prot |= HMM_DMIRROR_PROT_PMD;
+	else if (order == PUD_SHIFT - PAGE_SHIFT)
+		prot |= HMM_DMIRROR_PROT_PUD;
+	return prot;
+}
+
+/*
+ * HMM_DMIRROR_SNAPSHOT: one HMM_DMIRROR_PROT_* byte per page of
+ * [start, end) to cmd->ptr, from a hmm_range_fault() walk that faults
+ * nothing in.  cmd->cpages counts the pages reported.  The device's page
+ * table is neither used nor changed.
+ */
+static int hmmt_snapshot(struct hmmt_mirror *mirror,
+			 struct hmm_dmirror_cmd *cmd, unsigned long start,
+			 unsigned long end)
+{
+	u8 __user *ubuf = u64_to_user_ptr(cmd->ptr);
+	struct mm_struct *mm = mirror->notifier.mm;
+	unsigned long pfns[HMMT_MIRROR_PAGES];
+	u8 prot[HMMT_MIRROR_PAGES];
+	struct hmm_range range = {
+		.notifier		= &mirror->notifier,
+		.hmm_pfns		= pfns,
+		.default_flags		= 0,
+		.pfn_flags_mask		= 0,
+		.dev_private_owner	= mirror->hdev,
+	};
+	unsigned long npages, i;
+	int ret = 0;
+
+	if (!mmget_not_zero(mm))
+		return -EINVAL;
+
+	for (range.start = start; range.start < end; range.start = range.end) {
+		npages = min(HMMT_MIRROR_PAGES,
+			     (end - range.start) >> PAGE_SHIFT);
+		range.end = range.start + (npages << PAGE_SHIFT);
+
+		ret = hmmt_range_fault_locked(mirror, &range);
+		if (ret)
+			break;
+		/* Under the lock: the pages are still mapped as seen. */
+		for (i = 0; i < npages; i++)
+			prot[i] = hmmt_snapshot_prot(mirror, pfns[i]);
+		mutex_unlock(&mirror->lock);
+
+		if (copy_to_user(ubuf, prot, npages)) {
+			ret = -EFAULT;
+			break;
+		}
+		ubuf += npages;
+		cmd->cpages += npages;
+		cond_resched();
+	}
+
+	mmput(mm);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------------
  * File operations
  */
 
@@ -1060,11 +1557,17 @@ static long hmmt_ioctl(struct file *filp, unsigned int op, unsigned long arg)
 		ret = hmmt_release_all(mirror->hdev);
 		break;
 	case HMM_DMIRROR_READ:
+		ret = hmmt_access(mirror, &cmd, start, end, false);
+		break;
 	case HMM_DMIRROR_WRITE:
+		ret = hmmt_access(mirror, &cmd, start, end, true);
+		break;
 	case HMM_DMIRROR_SNAPSHOT:
+		ret = hmmt_snapshot(mirror, &cmd, start, end);
+		break;
 	case HMM_DMIRROR_EXCLUSIVE:
 	case HMM_DMIRROR_CHECK_EXCLUSIVE:
-		/* Reserved: they need hmm_range_fault() / device-exclusive. */
+		/* Reserved: they need device-exclusive access. */
 		return -EOPNOTSUPP;
 	default:
 		ret = -EINVAL;
@@ -1237,5 +1740,5 @@ static void __exit hmmt_exit(void)
 
 module_init(hmmt_init);
 module_exit(hmmt_exit);
-MODULE_DESCRIPTION("Test driver for HMM device-private memory migration");
+MODULE_DESCRIPTION("Test driver for HMM mirroring and device-private memory");
 MODULE_LICENSE("GPL");

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Selftests for device-private memory migration (HMM), driven through the
- * test_hmm pseudo driver (lib/test_hmm.c, CONFIG_TEST_HMM).
+ * Selftests for HMM: device-private memory migration and device mirroring
+ * of process memory with hmm_range_fault(), driven through the test_hmm
+ * pseudo driver (lib/test_hmm.c, CONFIG_TEST_HMM).
  *
  * The driver simulates devices /dev/hmm_dmirror0 and /dev/hmm_dmirror1 that
  * own memory the CPU cannot access.  The tests move parts of their own
@@ -9,6 +10,12 @@
  * of coming back: CPU faults (reads, writes, from several threads, after
  * fork(), after mprotect()), explicit migration, device memory release, and
  * that nothing is left allocated on the device when the memory goes away.
+ *
+ * The devices also read and write process memory in place through a
+ * mirror of the CPU page table (HMM_DMIRROR_READ/WRITE) and report what
+ * that page table holds (HMM_DMIRROR_SNAPSHOT).  Those tests check the data,
+ * the exact errors, the snapshot bytes, and the number of device faults,
+ * which tells whether the mirror was kept (0) or had to be refilled (1).
  *
  * Device memory in use is read from the driver's sysfs counter
  * /sys/dev/char/<major>:<minor>/pages_used of the device node.
@@ -34,6 +41,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -310,6 +318,102 @@ static int reap(pid_t pid)
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
+}
+
+/*
+ * The device reads [addr, addr + npages) into buf (HMM_DMIRROR_READ) or
+ * writes buf there (HMM_DMIRROR_WRITE) through its mirror of our page
+ * table.  Returns 0 or -errno; on success the command as returned, with
+ * cpages and faults, is stored in *out when out is not NULL.
+ */
+static int dev_read(int fd, void *addr, void *buf, uint64_t npages,
+		    struct hmm_dmirror_cmd *out)
+{
+	return dmirror(fd, HMM_DMIRROR_READ, addr, buf, npages, out);
+}
+
+static int dev_write(int fd, void *addr, const void *buf, uint64_t npages,
+		     struct hmm_dmirror_cmd *out)
+{
+	return dmirror(fd, HMM_DMIRROR_WRITE, addr, (void *)buf, npages, out);
+}
+
+/*
+ * One HMM_DMIRROR_PROT_* byte per page into prot; returns 0 or -errno.
+ * A successful snapshot must report every page: checked here.
+ */
+static int dev_snapshot(int fd, void *addr, unsigned char *prot,
+			uint64_t npages)
+{
+	struct hmm_dmirror_cmd cmd;
+	int ret;
+
+	ret = dmirror(fd, HMM_DMIRROR_SNAPSHOT, addr, prot, npages, &cmd);
+	if (!ret && (cmd.cpages != npages || cmd.faults))
+		return -EPROTO;
+	return ret;
+}
+
+/* Number of bytes of prot[0..n) that are not @expect. */
+static unsigned long count_other(const unsigned char *prot, unsigned long n,
+				 unsigned char expect)
+{
+	unsigned long i, other = 0;
+
+	for (i = 0; i < n; i++)
+		if (prot[i] != expect)
+			other++;
+	return other;
+}
+
+/* Value of field @name (e.g. "HugePages_Free:") in /proc/meminfo, or -1. */
+static long meminfo_value(const char *name)
+{
+	char line[256];
+	long val = -1;
+	FILE *f;
+
+	f = fopen("/proc/meminfo", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, name, strlen(name))) {
+			val = strtol(line + strlen(name), NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+/* The seed a page was filled with by fill(): word 0 is seed << 48. */
+static unsigned int page_seed(const void *page)
+{
+	return (unsigned int)(*(const uint64_t *)page >> 48);
+}
+
+/* Start and end of the first mapping named @name in /proc/self/maps. */
+static bool find_mapping(const char *name, uintptr_t *start, uintptr_t *end)
+{
+	unsigned long lo, hi;
+	char line[512];
+	bool found = false;
+	FILE *f;
+
+	f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		if (!strstr(line, name))
+			continue;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+			*start = lo;
+			*end = hi;
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
 }
 
 /* ---------------------------------------------------------------------------
@@ -1394,6 +1498,1206 @@ TEST_F(hmm, bad_output_pointer)
 }
 
 /* ---------------------------------------------------------------------------
+ * Device access in place: HMM_DMIRROR_READ and HMM_DMIRROR_WRITE mirror our
+ * page table with hmm_range_fault() and copy through it.  cpages counts the
+ * pages copied, faults the times the device missed in its page table (each
+ * miss faults in everything up to the end of the range).
+ */
+
+/*
+ * The device reads anonymous memory: a page never touched, a page mapping
+ * the zero page and pages with data.  The first read takes one fault for
+ * the whole range, a second read none; the untouched page got the zero
+ * page, read-only, and nothing was written.
+ */
+TEST_F(hmm, device_read_anon)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	unsigned char prot[64];
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	madvise(buf, bytes, MADV_NOHUGEPAGE);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	ASSERT_EQ(touch_read(buf + self->ps), 0);
+	fill(buf + 2 * self->ps, bytes - 2 * self->ps, 200);
+	ASSERT_EQ(count_pagemap(buf, 1, PM_PRESENT, 0), 1);
+
+	memset(out, 0x5a, bytes);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_TRUE(all_zero(out, 2 * self->ps));
+	ASSERT_EQ(verify(out + 2 * self->ps, bytes - 2 * self->ps, 200), -1);
+
+	memset(out, 0x5a, bytes);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_TRUE(all_zero(out, 2 * self->ps));
+	ASSERT_EQ(verify(out + 2 * self->ps, bytes - 2 * self->ps, 200), -1);
+
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(prot[0], HMM_DMIRROR_PROT_ZERO | HMM_DMIRROR_PROT_READ);
+	ASSERT_EQ(prot[1], HMM_DMIRROR_PROT_ZERO | HMM_DMIRROR_PROT_READ);
+	ASSERT_EQ(count_other(prot + 2, n - 2, HMM_DMIRROR_PROT_WRITE), 0);
+	ASSERT_EQ(verify(buf + 2 * self->ps, bytes - 2 * self->ps, 200), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * The device writes anonymous memory the CPU never touched: one fault for
+ * the range and the CPU reads the data.  The entries mirrored by that
+ * write serve the next write and a read without any fault.
+ */
+TEST_F(hmm, device_write_anon)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *in, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	fill(in, bytes, 201);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(buf, bytes, 201), -1);
+
+	fill(in, bytes, 202);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(buf, bytes, 202), -1);
+
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(out, bytes, 202), -1);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * The zero page is never writable: after a device read of untouched memory
+ * (which mirrors the zero page, read-only), a device write faults again,
+ * for writing, and gets pages of its own.
+ */
+TEST_F(hmm, device_write_after_zero_page_read)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	unsigned char prot[32];
+	char *buf, *in, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	madvise(buf, bytes, MADV_NOHUGEPAGE);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	memset(out, 0x5a, bytes);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_TRUE(all_zero(out, bytes));
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_ZERO |
+				       HMM_DMIRROR_PROT_READ), 0);
+
+	fill(in, bytes, 203);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(buf, bytes, 203), -1);
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_WRITE), 0);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * PROT_NONE memory: device reads and writes fail with EFAULT and change
+ * neither side, the snapshot reports every page as ERROR.  Readable again,
+ * the memory is read normally.
+ */
+TEST_F(hmm, device_access_prot_none)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	unsigned char prot[32];
+	char *buf, *in, *out;
+	unsigned long i;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 204);
+	ASSERT_EQ(mprotect(buf, bytes, PROT_NONE), 0);
+
+	memset(out, 0xa5, bytes);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, NULL), -EFAULT);
+	for (i = 0; i < bytes; i++)
+		ASSERT_EQ((unsigned char)out[i], 0xa5);
+	fill(in, bytes, 205);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, NULL), -EFAULT);
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_ERROR), 0);
+
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ), 0);
+	ASSERT_EQ(verify(buf, bytes, 204), -1);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 204), -1);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * Read-only memory: the device reads it, but a device write is refused
+ * with EPERM and changes nothing.  Made writable, the same write works.
+ */
+TEST_F(hmm, device_write_readonly)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *in, *out;
+
+	buf = map_anon(bytes, PROT_READ, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	memset(out, 0x5a, self->ps);
+	ASSERT_EQ(dev_read(self->fd, buf, out, 1, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, 1);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_TRUE(all_zero(out, self->ps));
+
+	fill(in, bytes, 206);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, NULL), -EPERM);
+	ASSERT_TRUE(all_zero(buf, bytes));
+
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ | PROT_WRITE), 0);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(buf, bytes, 206), -1);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * Keeping the mirror coherent with the CPU page table
+ */
+
+/*
+ * mprotect(PROT_READ) takes write access away from the device too: its
+ * writable entries are gone, a device write is refused with EPERM and
+ * leaves the data alone, and a device read has to fault again.
+ */
+TEST_F(hmm, device_write_after_mprotect)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	unsigned char prot[32];
+	char *buf, *in, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	fill(in, bytes, 207);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ), 0);
+
+	fill(in, bytes, 208);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, NULL), -EPERM);
+	ASSERT_EQ(verify(buf, bytes, 207), -1);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 207), -1);
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_READ), 0);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * MADV_DONTNEED throws the pages away: the device must not go on reading
+ * them.  Its next read faults and sees zeroes.
+ */
+TEST_F(hmm, device_read_after_dontneed)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	madvise(buf, bytes, MADV_NOHUGEPAGE);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 209);
+
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 209), -1);
+
+	ASSERT_EQ(madvise(buf, bytes, MADV_DONTNEED), 0);
+	memset(out, 0x5a, bytes);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_TRUE(all_zero(out, bytes));
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * Device and CPU share the pages: CPU stores show up in device reads and
+ * device stores in CPU loads, with no fault once the range is mirrored.
+ */
+TEST_F(hmm, device_and_cpu_share_pages)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *in, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	madvise(buf, bytes, MADV_NOHUGEPAGE);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	fill(buf, bytes, 210);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 210), -1);
+
+	fill(buf, bytes, 211);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(out, bytes, 211), -1);
+
+	fill(in, bytes, 212);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(buf, bytes, 212), -1);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * fork() makes private memory copy-on-write, for the device as well: the
+ * parent's device write after the fork faults and copies the pages, so the
+ * child keeps the data of fork time; the child's device writes, through a
+ * mirror of its own, are not seen by the parent.
+ */
+TEST_F(hmm, device_write_after_fork)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *in, *out;
+	int go[2];
+	pid_t pid;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 213);
+	/* Writable device entries before the fork. */
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(pipe(go), 0);
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		char c;
+		int fd;
+
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		if (verify(buf, bytes, 213) != -1)
+			_exit(3);
+		fd = open_unit(self->unit);
+		if (fd < 0)
+			_exit(4);
+		fill(in, bytes, 215);
+		if (dev_write(fd, buf, in, n, &cmd) || cmd.cpages != n ||
+		    cmd.faults != 1)
+			_exit(5);
+		if (verify(buf, bytes, 215) != -1)
+			_exit(6);
+		close(fd);
+		_exit(0);
+	}
+
+	close(go[0]);
+	fill(in, bytes, 214);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(buf, bytes, 214), -1);
+	ASSERT_EQ(write(go[1], "x", 1), 1);
+	close(go[1]);
+	ASSERT_EQ(reap(pid), 0);
+	ASSERT_EQ(verify(buf, bytes, 214), -1);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * Shared anonymous memory is one set of pages for parent and child: what
+ * the child's device writes, the parent reads on the CPU and through its
+ * own device, whose entries still point at the right pages.
+ */
+TEST_F(hmm, device_write_shared_anon_child)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *in, *out;
+	pid_t pid;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_SHARED);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 216);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 216), -1);
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		int fd = open_unit(self->unit);
+
+		if (fd < 0)
+			_exit(2);
+		fill(in, bytes, 217);
+		if (dev_write(fd, buf, in, n, &cmd) || cmd.cpages != n ||
+		    cmd.faults != 1)
+			_exit(3);
+		close(fd);
+		_exit(0);
+	}
+	ASSERT_EQ(reap(pid), 0);
+
+	ASSERT_EQ(verify(buf, bytes, 217), -1);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(out, bytes, 217), -1);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * Huge pages, files and special mappings
+ */
+
+/*
+ * A transparent huge page is reported with PMD order for every one of its
+ * base pages and is read and written in place; after mprotect(PROT_READ)
+ * it is reported read-only and device writes are refused.
+ */
+TEST_F(hmm, device_access_thp)
+{
+	unsigned long bytes = SZ_2M, n = bytes / self->ps;
+	struct hmm_dmirror_cmd cmd;
+	unsigned char *prot;
+	char *buf, *in, *out;
+
+	if (!thp_possible())
+		SKIP(return, "transparent huge pages are disabled");
+	buf = map_aligned(bytes, SZ_2M);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, bytes, MADV_HUGEPAGE), 0);
+	fill(buf, bytes, 218);
+	if (smaps_kb(buf, "AnonHugePages:") < (long)(SZ_2M >> 10))
+		SKIP(return, "no huge page could be allocated");
+	prot = malloc(n);
+	ASSERT_NE(prot, NULL);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_WRITE |
+				       HMM_DMIRROR_PROT_PMD), 0);
+
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 218), -1);
+	fill(in, bytes, 219);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(buf, bytes, 219), -1);
+
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ), 0);
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_READ |
+				       HMM_DMIRROR_PROT_PMD), 0);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, NULL), -EPERM);
+	ASSERT_EQ(verify(buf, bytes, 219), -1);
+	/* None of it split the huge page. */
+	ASSERT_GE(smaps_kb(buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+
+	free(out);
+	free(in);
+	free(prot);
+	munmap(buf, bytes);
+}
+
+/*
+ * A device write to an untouched MADV_HUGEPAGE region faults it in, with a
+ * huge page when one can be had, and the CPU reads what the device wrote.
+ */
+TEST_F(hmm, device_write_fresh_thp)
+{
+	unsigned long bytes = SZ_2M, n = bytes / self->ps;
+	struct hmm_dmirror_cmd cmd;
+	unsigned char *prot, level;
+	char *buf, *in;
+
+	buf = map_aligned(bytes, SZ_2M);
+	ASSERT_NE(buf, MAP_FAILED);
+	madvise(buf, bytes, MADV_HUGEPAGE);
+	prot = malloc(n);
+	ASSERT_NE(prot, NULL);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+
+	fill(in, bytes, 220);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(buf, bytes, 220), -1);
+
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	level = 0;
+	if (smaps_kb(buf, "AnonHugePages:") >= (long)(SZ_2M >> 10))
+		level = HMM_DMIRROR_PROT_PMD;
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_WRITE | level), 0);
+
+	free(in);
+	free(prot);
+	munmap(buf, bytes);
+}
+
+/*
+ * hugetlbfs: a huge page is written and read by the device and reported
+ * with the order of its size (PMD for 2 MiB, PUD for 1 GiB); read-only
+ * after mprotect().
+ */
+TEST_F(hmm, device_access_hugetlbfs)
+{
+	long hsize = meminfo_value("Hugepagesize:") * 1024;
+	unsigned long bytes, n;
+	struct hmm_dmirror_cmd cmd;
+	unsigned char *prot, level;
+	char *buf, *in, *out;
+
+	if (hsize <= 0 || meminfo_value("HugePages_Free:") < 1)
+		SKIP(return, "no free hugetlbfs page");
+	if (hsize == (long)SZ_2M)
+		level = HMM_DMIRROR_PROT_PMD;
+	else if (hsize == 1L << 30)
+		level = HMM_DMIRROR_PROT_PUD;
+	else
+		SKIP(return, "huge page size %ld kB not handled", hsize >> 10);
+	bytes = hsize;
+	n = bytes / self->ps;
+	buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (buf == MAP_FAILED)
+		SKIP(return, "cannot map a hugetlbfs page");
+	prot = malloc(n);
+	ASSERT_NE(prot, NULL);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	fill(in, bytes, 221);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(buf, bytes, 221), -1);
+
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_WRITE | level), 0);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(out, bytes, 221), -1);
+
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ), 0);
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_READ | level), 0);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, NULL), -EPERM);
+
+	free(out);
+	free(in);
+	free(prot);
+	munmap(buf, bytes);
+}
+
+/* The device reads a shared file mapping (tmpfs) in place. */
+TEST_F(hmm, device_read_file)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	unsigned char prot[32];
+	char *buf, *out;
+	int fd;
+
+	fd = tmp_file(bytes, 222);
+	if (fd < 0)
+		SKIP(return, "no O_TMPFILE support in /tmp");
+	buf = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 222), -1);
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_READ), 0);
+
+	free(out);
+	munmap(buf, bytes);
+	close(fd);
+}
+
+/*
+ * The device writes a shared file mapping: the data is in the file.  In a
+ * private mapping of the file, device writes copy on write instead and
+ * the file keeps its data.
+ */
+TEST_F(hmm, device_write_file)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *shared, *priv, *in;
+	int fd;
+
+	fd = tmp_file(bytes, 223);
+	if (fd < 0)
+		SKIP(return, "no O_TMPFILE support in /tmp");
+	shared = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(shared, MAP_FAILED);
+	priv = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	ASSERT_NE(priv, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+
+	fill(in, bytes, 224);
+	ASSERT_EQ(dev_write(self->fd, shared, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(shared, bytes, 224), -1);
+	ASSERT_EQ(pread(fd, in, bytes, 0), (ssize_t)bytes);
+	ASSERT_EQ(verify(in, bytes, 224), -1);
+
+	/* The private mapping reads the file, then copies on write. */
+	ASSERT_EQ(verify(priv, bytes, 224), -1);
+	fill(in, bytes, 225);
+	ASSERT_EQ(dev_write(self->fd, priv, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(priv, bytes, 225), -1);
+	ASSERT_EQ(count_pagemap(priv, n, PM_PRESENT | PM_FILE, PM_PRESENT), n);
+	ASSERT_EQ(pread(fd, in, bytes, 0), (ssize_t)bytes);
+	ASSERT_EQ(verify(in, bytes, 224), -1);
+	ASSERT_EQ(verify(shared, bytes, 224), -1);
+
+	free(in);
+	munmap(priv, bytes);
+	munmap(shared, bytes);
+	close(fd);
+}
+
+/*
+ * A VM_MIXEDMAP mapping: mmap() of the device file inserts zeroed kernel
+ * pages, read-only in a private mapping.  The device snapshots and reads
+ * them, and its write copies them on write as a CPU write would.
+ */
+TEST_F(hmm, device_access_mixedmap)
+{
+	unsigned long n = 4, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	unsigned char prot[4];
+	char *buf, *in, *out;
+
+	buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE,
+		   self->fd, 0);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_READ), 0);
+	memset(out, 0x5a, bytes);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_TRUE(all_zero(out, bytes));
+
+	fill(in, bytes, 226);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(buf, bytes, 226), -1);
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_WRITE), 0);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * VM_IO | VM_PFNMAP memory (the vDSO data page, "[vvar]") has no pages the
+ * device may use: the snapshot reports ERROR, reads and writes fail with
+ * EFAULT.
+ */
+TEST_F(hmm, device_access_pfnmap)
+{
+	uintptr_t start, end;
+	unsigned char prot[1];
+	char *out;
+
+	if (!find_mapping("[vvar]", &start, &end))
+		SKIP(return, "no [vvar] mapping");
+	out = malloc(self->ps);
+	ASSERT_NE(out, NULL);
+
+	ASSERT_EQ(dev_snapshot(self->fd, (void *)start, prot, 1), 0);
+	ASSERT_EQ(prot[0], HMM_DMIRROR_PROT_ERROR);
+	ASSERT_EQ(dev_read(self->fd, (void *)start, out, 1, NULL), -EFAULT);
+	ASSERT_EQ(dev_write(self->fd, (void *)start, out, 1, NULL), -EFAULT);
+
+	free(out);
+}
+
+/* ---------------------------------------------------------------------------
+ * The device and its own memory
+ */
+
+/*
+ * Pages in this device's memory are read and written by the device where
+ * they are, through the records of the migration: no fault, nothing comes
+ * back to system memory.  The CPU then sees what the device wrote.
+ */
+TEST_F(hmm, device_access_own_pages)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *in, *out;
+	uint64_t cpages;
+	long on_dev;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 227);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	on_dev = pages_on_unit(self->unit);
+	ASSERT_GE(on_dev, (long)n);
+
+	memset(out, 0, bytes);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(out, bytes, 227), -1);
+
+	fill(in, bytes, 228);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(pages_on_unit(self->unit), on_dev);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+
+	ASSERT_EQ(verify(buf, bytes, 228), -1);
+	ASSERT_EQ(pages_on_unit(self->unit), on_dev - (long)n);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * With the migration records gone (mprotect() invalidated them), the
+ * device faults and hmm_range_fault() reports its own pages, read-only:
+ * they are read in place, nothing moves, the snapshot shows them as this
+ * device's, and a device write is refused.  Once the mapping is writable
+ * again, a device write brings them back to system memory and writes
+ * there.
+ */
+TEST_F(hmm, device_access_own_readonly_pages)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	unsigned char prot[32];
+	char *buf, *in, *out;
+	uint64_t cpages;
+	long on_dev;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 229);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	on_dev = pages_on_unit(self->unit);
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ), 0);
+
+	memset(out, 0, bytes);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 229), -1);
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+				       HMM_DMIRROR_PROT_READ), 0);
+	fill(in, bytes, 230);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, NULL), -EPERM);
+	ASSERT_EQ(pages_on_unit(self->unit), on_dev);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+
+	/* Writable VMA, read-only device entries: the write unshares. */
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ | PROT_WRITE), 0);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(pages_on_unit(self->unit), on_dev - (long)n);
+	ASSERT_EQ(verify(buf, bytes, 230), -1);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * fork() with pages in this device's memory makes them read-only in both
+ * processes: a device write in the parent copies them first, and the
+ * child keeps the data of fork time.
+ */
+TEST_F(hmm, device_write_own_pages_after_fork)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *in, *out;
+	uint64_t cpages;
+	int go[2];
+	pid_t pid;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 233);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(pipe(go), 0);
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		char c;
+
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		_exit(verify(buf, bytes, 233) == -1 ? 0 : 3);
+	}
+
+	close(go[0]);
+	fill(in, bytes, 234);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(buf, bytes, 234), -1);
+	ASSERT_EQ(write(go[1], "x", 1), 1);
+	close(go[1]);
+	ASSERT_EQ(reap(pid), 0);
+	ASSERT_EQ(verify(buf, bytes, 234), -1);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * Races and teardown
+ */
+
+struct unmapper {
+	char		*addr;
+	size_t		bytes;
+	unsigned int	delay_us;
+};
+
+static void *unmap_later(void *arg)
+{
+	struct unmapper *u = arg;
+
+	usleep(u->delay_us);
+	munmap(u->addr, u->bytes);
+	return NULL;
+}
+
+/*
+ * Half of the range is unmapped while the device reads it: the read
+ * either completes with the right data or fails with EFAULT, never
+ * returns data of pages already gone.
+ */
+TEST_F(hmm, device_read_racing_munmap)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	unsigned int round;
+	char *out;
+
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	for (round = 0; round < 16; round++) {
+		struct unmapper u;
+		pthread_t tid;
+		char *buf;
+		int ret;
+
+		buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+		ASSERT_NE(buf, MAP_FAILED);
+		fill(buf, bytes, 240 + round);
+		u.addr = buf + bytes / 2;
+		u.bytes = bytes / 2;
+		u.delay_us = (round * 37) % 300;
+		ASSERT_EQ(pthread_create(&tid, NULL, unmap_later, &u), 0);
+
+		ret = dev_read(self->fd, buf, out, n, &cmd);
+		if (ret) {
+			ASSERT_EQ(ret, -EFAULT);
+		} else {
+			ASSERT_EQ(cmd.cpages, n);
+			ASSERT_GE(cmd.faults, 1);
+			ASSERT_EQ(verify(out, bytes, 240 + round), -1);
+		}
+		ASSERT_EQ(pthread_join(tid, NULL), 0);
+		ASSERT_EQ(dev_read(self->fd, buf, out, n, NULL), -EFAULT);
+		munmap(buf, bytes / 2);
+	}
+
+	free(out);
+}
+
+struct replacer {
+	char		*buf;
+	unsigned long	npages;
+	unsigned long	ps;
+	unsigned int	rounds;
+	uint32_t	*committed;	/* seed in place once mremap() returned */
+	uint32_t	*pending;	/* seed about to be put in place */
+	int		done;
+	int		error;
+};
+
+static void *replace_pages(void *arg)
+{
+	struct replacer *r = arg;
+	unsigned int round;
+
+	for (round = 0; round < r->rounds; round++) {
+		unsigned long i = round % r->npages;
+		uint32_t seed = 2 + round;
+		char *page;
+
+		page = map_anon(r->ps, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+		if (page == MAP_FAILED) {
+			r->error = errno;
+			break;
+		}
+		fill(page, r->ps, seed);
+		__atomic_store_n(&r->pending[i], seed, __ATOMIC_SEQ_CST);
+		if (mremap(page, r->ps, r->ps, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   r->buf + i * r->ps) == MAP_FAILED) {
+			r->error = errno;
+			break;
+		}
+		__atomic_store_n(&r->committed[i], seed, __ATOMIC_SEQ_CST);
+		if (!(round % 4))
+			usleep(20);
+	}
+	__atomic_store_n(&r->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+/*
+ * Pages are replaced under the device's feet (mremap() of a freshly filled
+ * page over each page in turn) while it reads them.  Every page the device
+ * returns must be whole, and no older than the page in place when the read
+ * started: a read never sees data the CPU page table had already dropped.
+ */
+TEST_F(hmm, device_read_racing_replacement)
+{
+	enum { NPAGES = 16, ROUNDS = 400, MAX_READS = 4000 };
+	uint32_t committed[NPAGES], pending[NPAGES];
+	uint32_t before[NPAGES], after[NPAGES];
+	unsigned long bytes = NPAGES * self->ps;
+	unsigned int reads = 0, busy = 0, i;
+	struct hmm_dmirror_cmd cmd;
+	struct replacer r;
+	pthread_t tid;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	for (i = 0; i < NPAGES; i++) {
+		fill(buf + i * self->ps, self->ps, 1);
+		committed[i] = 1;
+		pending[i] = 1;
+	}
+	memset(&r, 0, sizeof(r));
+	r.buf = buf;
+	r.npages = NPAGES;
+	r.ps = self->ps;
+	r.rounds = ROUNDS;
+	r.committed = committed;
+	r.pending = pending;
+	ASSERT_EQ(pthread_create(&tid, NULL, replace_pages, &r), 0);
+
+	while (!__atomic_load_n(&r.done, __ATOMIC_SEQ_CST) &&
+	       reads + busy < MAX_READS) {
+		int ret;
+
+		for (i = 0; i < NPAGES; i++)
+			before[i] = __atomic_load_n(&committed[i],
+						    __ATOMIC_SEQ_CST);
+		ret = dev_read(self->fd, buf, out, NPAGES, &cmd);
+		for (i = 0; i < NPAGES; i++)
+			after[i] = __atomic_load_n(&pending[i],
+						   __ATOMIC_SEQ_CST);
+		if (ret == -EBUSY) {
+			busy++;
+			continue;
+		}
+		ASSERT_EQ(ret, 0);
+		ASSERT_EQ(cmd.cpages, NPAGES);
+		for (i = 0; i < NPAGES; i++) {
+			char *page = out + i * self->ps;
+			uint32_t seed = page_seed(page);
+
+			ASSERT_EQ(verify(page, self->ps, seed), -1)
+				TH_LOG("page %u is torn", i);
+			ASSERT_GE(seed, before[i])
+				TH_LOG("page %u: stale seed %u, %u in place",
+				       i, seed, before[i]);
+			ASSERT_LE(seed, after[i]);
+		}
+		reads++;
+	}
+	ASSERT_EQ(pthread_join(tid, NULL), 0);
+	ASSERT_EQ(r.error, 0);
+	ASSERT_GT(reads, 0);
+
+	/* Once quiet, the device reads exactly what the CPU has. */
+	ASSERT_EQ(dev_read(self->fd, buf, out, NPAGES, &cmd), 0);
+	for (i = 0; i < NPAGES; i++) {
+		ASSERT_EQ(verify(out + i * self->ps, self->ps, committed[i]),
+			  -1);
+		ASSERT_EQ(verify(buf + i * self->ps, self->ps, committed[i]),
+			  -1);
+	}
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * A mirror whose process has gone: a descendant still holding the file
+ * gets EFAULT from device reads and writes and EINVAL from snapshots and
+ * migrations, and can close it.
+ */
+TEST_F(hmm, mirror_outlives_process)
+{
+	char res = 0;
+	int result[2];
+	pid_t pid;
+
+	ASSERT_EQ(pipe(result), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		unsigned long n = 16, bytes = n * psize();
+		unsigned char prot[16];
+		char *buf, *out, c, r = 'F';
+		int alive[2], fd;
+		pid_t gpid;
+
+		close(result[0]);
+		fd = open_unit(self->unit);
+		buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+		out = malloc(bytes);
+		if (fd < 0 || buf == MAP_FAILED || !out)
+			_exit(2);
+		fill(buf, bytes, 231);
+		if (dev_read(fd, buf, out, n, NULL) ||
+		    verify(out, bytes, 231) != -1 || pipe(alive))
+			_exit(3);
+		gpid = fork();
+		if (gpid < 0)
+			_exit(4);
+		if (gpid) {
+			/* Exit with the mirror populated. */
+			_exit(0);
+		}
+
+		close(alive[1]);
+		/* EOF once our parent has exited, its mm torn down. */
+		if (read(alive[0], &c, 1) == 0 &&
+		    dev_read(fd, buf, out, n, NULL) == -EFAULT &&
+		    dev_write(fd, buf, out, n, NULL) == -EFAULT &&
+		    dev_snapshot(fd, buf, prot, n) == -EINVAL &&
+		    to_device(fd, buf, out, n, NULL) == -EINVAL &&
+		    close(fd) == 0)
+			r = 'P';
+		if (write(result[1], &r, 1) != 1)
+			_exit(5);
+		_exit(0);
+	}
+
+	close(result[1]);
+	ASSERT_EQ(reap(pid), 0);
+	ASSERT_EQ(read(result[0], &res, 1), 1);
+	ASSERT_EQ(res, 'P');
+	close(result[0]);
+}
+
+/* ---------------------------------------------------------------------------
+ * Bad input to READ, WRITE and SNAPSHOT
+ */
+
+/*
+ * The range checks common to all commands, ranges running into unmapped
+ * memory (EFAULT for accesses, ERROR bytes for a snapshot), and user
+ * buffers that cannot be read or written (EFAULT).  Nothing changes.
+ */
+TEST_F(hmm, bad_mirror_commands)
+{
+	uintptr_t top = ~(uintptr_t)0 & ~(uintptr_t)(self->ps - 1);
+	unsigned long n = 4, bytes = n * self->ps;
+	unsigned char prot[8];
+	char *buf, *out;
+
+	/* Map one page more and unmap it: a gap right after the buffer. */
+	buf = map_anon(bytes + self->ps, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(munmap(buf + bytes, self->ps), 0);
+	madvise(buf, bytes, MADV_NOHUGEPAGE);
+	out = malloc(bytes + self->ps);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 232);
+
+	ASSERT_EQ(dev_read(self->fd, buf + 1, out, 1, NULL), -EINVAL);
+	ASSERT_EQ(dev_write(self->fd, buf + 8, out, 1, NULL), -EINVAL);
+	ASSERT_EQ(dev_snapshot(self->fd, buf + 16, prot, 1), -EINVAL);
+	ASSERT_EQ(dev_read(self->fd, buf, out, 0, NULL), -EINVAL);
+	ASSERT_EQ(dev_write(self->fd, buf, out, 0, NULL), -EINVAL);
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, 0), -EINVAL);
+	ASSERT_EQ(dev_read(self->fd, (void *)top, out, 2, NULL), -EINVAL);
+	ASSERT_EQ(dev_snapshot(self->fd, (void *)top, prot, 2), -EINVAL);
+	ASSERT_EQ(dev_write(self->fd, buf, out, ~0ULL, NULL), -EINVAL);
+
+	memset(out, 0xa5, bytes + self->ps);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n + 1, NULL), -EFAULT);
+	ASSERT_EQ(dev_write(self->fd, buf, out, n + 1, NULL), -EFAULT);
+	ASSERT_EQ(dev_read(self->fd, buf, out, 1ULL << 30, NULL), -EFAULT);
+	ASSERT_EQ(verify(buf, bytes, 232), -1);
+
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n + 1), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_WRITE), 0);
+	ASSERT_EQ(prot[n], HMM_DMIRROR_PROT_ERROR);
+
+	ASSERT_EQ(dev_read(self->fd, buf, NULL, n, NULL), -EFAULT);
+	ASSERT_EQ(dev_write(self->fd, buf, NULL, n, NULL), -EFAULT);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_SNAPSHOT, buf, NULL, n, NULL),
+		  -EFAULT);
+	ASSERT_EQ(verify(buf, bytes, 232), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
  * Two devices
  */
 
@@ -1465,6 +2769,236 @@ TEST_F(hmm2, split_between_devices)
 	ASSERT_EQ(verify(buf, bytes, 91), -1);
 	ASSERT_EQ(pages_on_unit(self->unit0), before0);
 	ASSERT_EQ(pages_on_unit(self->unit1), before1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * One snapshot across everything a range can hold: a huge page, a hole,
+ * PROT_NONE, the zero page, read-only and writable pages, a page never
+ * touched, and pages in the memory of this and of the other device (the
+ * latter is not reported: only a fault could make it usable).  Seen from
+ * either device; taking it faults nothing in and moves nothing.
+ */
+TEST_F(hmm2, snapshot_mixed)
+{
+	unsigned long huge = SZ_2M / self->ps, n = huge + 8;
+	unsigned long bytes = n * self->ps;
+	long before0, before1;
+	unsigned char *prot, *p, thp;
+	char *buf, *small, *out;
+	uint64_t cpages;
+
+	buf = map_aligned(bytes, SZ_2M);
+	ASSERT_NE(buf, MAP_FAILED);
+	madvise(buf, SZ_2M, MADV_HUGEPAGE);
+	small = buf + SZ_2M;
+	prot = malloc(n);
+	ASSERT_NE(prot, NULL);
+	out = malloc(self->ps);
+	ASSERT_NE(out, NULL);
+	fill(buf, SZ_2M, 250);
+	thp = smaps_kb(buf, "AnonHugePages:") >= (long)(SZ_2M >> 10) ?
+	      HMM_DMIRROR_PROT_PMD : 0;
+
+	/* small: hole, PROT_NONE, zero page, read-only, writable, empty. */
+	ASSERT_EQ(munmap(small, self->ps), 0);
+	ASSERT_EQ(mprotect(small + self->ps, self->ps, PROT_NONE), 0);
+	ASSERT_EQ(mprotect(small + 2 * self->ps, self->ps, PROT_READ), 0);
+	ASSERT_EQ(touch_read(small + 2 * self->ps), 0);
+	fill(small + 3 * self->ps, self->ps, 251);
+	ASSERT_EQ(mprotect(small + 3 * self->ps, self->ps, PROT_READ), 0);
+	fill(small + 4 * self->ps, self->ps, 252);
+	/* ...then one page on each device. */
+	fill(small + 6 * self->ps, self->ps, 253);
+	ASSERT_EQ(to_device(self->fd0, small + 6 * self->ps, out, 1, &cpages),
+		  0);
+	ASSERT_EQ(cpages, 1);
+	fill(small + 7 * self->ps, self->ps, 254);
+	ASSERT_EQ(to_device(self->fd1, small + 7 * self->ps, out, 1, &cpages),
+		  0);
+	ASSERT_EQ(cpages, 1);
+	before0 = pages_on_unit(self->unit0);
+	before1 = pages_on_unit(self->unit1);
+
+	ASSERT_EQ(dev_snapshot(self->fd0, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, huge, HMM_DMIRROR_PROT_WRITE | thp), 0);
+	p = prot + huge;
+	ASSERT_EQ(p[0], HMM_DMIRROR_PROT_ERROR);
+	ASSERT_EQ(p[1], HMM_DMIRROR_PROT_ERROR);
+	ASSERT_EQ(p[2], HMM_DMIRROR_PROT_ZERO | HMM_DMIRROR_PROT_READ);
+	ASSERT_EQ(p[3], HMM_DMIRROR_PROT_READ);
+	ASSERT_EQ(p[4], HMM_DMIRROR_PROT_WRITE);
+	ASSERT_EQ(p[5], HMM_DMIRROR_PROT_NONE);
+	ASSERT_EQ(p[6], HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+			HMM_DMIRROR_PROT_WRITE);
+	ASSERT_EQ(p[7], HMM_DMIRROR_PROT_NONE);
+
+	ASSERT_EQ(dev_snapshot(self->fd1, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, huge, HMM_DMIRROR_PROT_WRITE | thp), 0);
+	ASSERT_EQ(p[0], HMM_DMIRROR_PROT_ERROR);
+	ASSERT_EQ(p[1], HMM_DMIRROR_PROT_ERROR);
+	ASSERT_EQ(p[2], HMM_DMIRROR_PROT_ZERO | HMM_DMIRROR_PROT_READ);
+	ASSERT_EQ(p[3], HMM_DMIRROR_PROT_READ);
+	ASSERT_EQ(p[4], HMM_DMIRROR_PROT_WRITE);
+	ASSERT_EQ(p[5], HMM_DMIRROR_PROT_NONE);
+	ASSERT_EQ(p[6], HMM_DMIRROR_PROT_NONE);
+	ASSERT_EQ(p[7], HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+			HMM_DMIRROR_PROT_WRITE);
+
+	ASSERT_EQ(count_pagemap(small + 5 * self->ps, 1, PM_PRESENT, 0), 1);
+	ASSERT_EQ(count_pagemap(small + 6 * self->ps, 2,
+				PM_PRESENT | PM_SWAP, PM_SWAP), 2);
+	ASSERT_EQ(pages_on_unit(self->unit0), before0);
+	ASSERT_EQ(pages_on_unit(self->unit1), before1);
+
+	ASSERT_EQ(verify(buf, SZ_2M, 250), -1);
+	ASSERT_EQ(verify(small + 3 * self->ps, self->ps, 251), -1);
+	ASSERT_EQ(verify(small + 6 * self->ps, self->ps, 253), -1);
+	ASSERT_EQ(verify(small + 7 * self->ps, self->ps, 254), -1);
+
+	free(out);
+	free(prot);
+	munmap(buf, SZ_2M);
+	munmap(small + self->ps, 7 * self->ps);
+}
+
+/*
+ * Two devices mirror the same pages.  Both read them; pages moved into
+ * the memory of one are read by the other through a fault that brings
+ * them back; stores of one device are seen by the other without a fault,
+ * both pointing at the same pages.
+ */
+TEST_F(hmm2, same_range_two_devices)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	long before1 = pages_on_unit(self->unit1);
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *in, *out;
+	uint64_t cpages;
+
+	ASSERT_GE(before1, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 260);
+
+	ASSERT_EQ(dev_read(self->fd0, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 260), -1);
+	memset(out, 0, bytes);
+	ASSERT_EQ(dev_read(self->fd1, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 260), -1);
+
+	ASSERT_EQ(to_device(self->fd1, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(pages_on_unit(self->unit1), before1 + (long)n);
+	memset(out, 0, bytes);
+	ASSERT_EQ(dev_read(self->fd0, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 260), -1);
+	ASSERT_EQ(pages_on_unit(self->unit1), before1);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	memset(out, 0, bytes);
+	ASSERT_EQ(dev_read(self->fd1, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 260), -1);
+
+	fill(in, bytes, 261);
+	ASSERT_EQ(dev_write(self->fd0, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(dev_read(self->fd1, buf, out, n, &cmd), 0);
+	ASSERT_EQ(verify(out, bytes, 261), -1);
+
+	/* Both mirrors are complete now: no more faults either side. */
+	fill(in, bytes, 262);
+	ASSERT_EQ(dev_write(self->fd0, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(dev_read(self->fd1, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(out, bytes, 262), -1);
+	ASSERT_EQ(verify(buf, bytes, 262), -1);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * Module unload, last: it reloads the driver from TEST_HMM_KO
+ */
+
+#define TEST_HMM_KO	"/lib/modules/test_hmm.ko"
+
+/*
+ * Unload the driver while pages are in its memory: with every file
+ * closed, delete_module() evicts them and the process finds its data
+ * intact in system memory.  The driver is then loaded again and works.
+ */
+TEST(module_unload_with_pages_on_device)
+{
+	unsigned long n = 64, ps = psize(), bytes = n * ps;
+	unsigned long back, present;
+	uint64_t cpages;
+	int fd, ko, ret, err;
+	char *buf, *out;
+	long intact;
+
+	if (access("/sys/module/test_hmm/refcnt", F_OK))
+		SKIP(return, "test_hmm is not a loaded module");
+	ko = open(TEST_HMM_KO, O_RDONLY | O_CLOEXEC);
+	if (ko < 0)
+		SKIP(return, "no %s to load it again from", TEST_HMM_KO);
+
+	fd = open_unit(UNIT_PRIVATE_A);
+	ASSERT_GE(fd, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 270);
+	ASSERT_EQ(to_device(fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(close(fd), 0);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+
+	ret = syscall(__NR_delete_module, "test_hmm", O_NONBLOCK);
+	err = errno;
+	if (ret && err == EPERM)
+		SKIP(return, "not allowed to unload modules");
+	ASSERT_EQ(ret, 0)
+		TH_LOG("delete_module(test_hmm): %s", strerror(err));
+
+	/* Look at the data first, reload before asserting anything. */
+	back = count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_PRESENT);
+	intact = verify(buf, bytes, 270);
+	present = count_pagemap(buf, n, PM_PRESENT, PM_PRESENT);
+	ret = syscall(__NR_finit_module, ko, "", 0);
+	err = errno;
+	close(ko);
+	ASSERT_EQ(ret, 0)
+		TH_LOG("finit_module(%s): %s", TEST_HMM_KO, strerror(err));
+	ASSERT_EQ(back, n);
+	ASSERT_EQ(intact, -1);
+	ASSERT_EQ(present, n);
+
+	/* A new driver, with nothing in its memory, that works. */
+	fd = open_unit(UNIT_PRIVATE_A);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), 0);
+	ASSERT_EQ(to_device(fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(verify(out, bytes, 270), -1);
+	ASSERT_EQ(verify(buf, bytes, 270), -1);
+	ASSERT_EQ(close(fd), 0);
 
 	free(out);
 	munmap(buf, bytes);
