@@ -6,7 +6,7 @@ H := harness
 VARIANT ?= default
 THP ?= always
 
-.PHONY: all test deps base strip assemble export build run guest host-check clean help
+.PHONY: all test deps base strip assemble export series apply build run guest host-check clean help
 
 all:
 	@$(H)/pipeline.sh main
@@ -28,6 +28,15 @@ assemble: strip
 
 export:
 	@python3 $(H)/series.py export
+
+# The series as git-am-able mails with a cover letter, under build/series
+series: assemble
+	@$(H)/export-series.sh --check
+
+# Strip and patch your own 6.12 tree: make apply LINUX=/path/to/linux-6.12
+apply: assemble
+	@test -n "$(LINUX)" || { echo "usage: make apply LINUX=/path/to/linux-6.12"; exit 2; }
+	@$(H)/apply.sh "$(LINUX)"
 
 build: assemble
 	@$(H)/build.sh $(VARIANT)

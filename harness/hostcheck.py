@@ -5,7 +5,8 @@ Usage: hostcheck.py --json OUT.json [--guest-kernel BZIMAGE]
 
 Checks: the harness's own unit tests (results parser, series tool, strip
 surgery, stage scripts), the round trip export -> assemble of the real
-series, checkpatch --strict and kernel-doc over the series (lint.py), and,
+series, checkpatch --strict and kernel-doc over the series (lint.py), `git am` of the exported series (export-series.sh),
+`make apply` on a copy of the base (tests/test_apply.sh), and,
 given a kernel, the guest runner's own test (it must catch a failing suite
 and a WARNING).
 """
@@ -59,6 +60,22 @@ def main():
                        skipped=0, seconds=secs, rc=res.returncode, failed_tests=[]))
     if not ok:
         problems.append("series round trip failed:\n" + (res.stdout + res.stderr)[-3000:])
+
+    res, secs = run(["bash", os.path.join(HERE, "export-series.sh"), "--check"])
+    ok = res.returncode == 0
+    suites.append(dict(name="git-am-series", kind="host", passed=int(ok), failed=int(not ok),
+                       skipped=0, seconds=secs, rc=res.returncode, failed_tests=[]))
+    if not ok:
+        problems.append("the exported series does not git-am to the same tree:\n" +
+                        (res.stdout + res.stderr)[-3000:])
+
+    res, secs = run(["bash", os.path.join(HERE, "tests", "test_apply.sh")])
+    passed = len(re.findall(r"^ok ", res.stdout, re.M))
+    failed = len(re.findall(r"^FAIL ", res.stdout, re.M)) or int(res.returncode != 0)
+    suites.append(dict(name="make-apply", kind="host", passed=passed, failed=failed,
+                       skipped=0, seconds=secs, rc=res.returncode, failed_tests=[]))
+    if failed:
+        problems.append("make apply test failed:\n" + (res.stdout + res.stderr)[-3000:])
 
     res, secs = run([sys.executable, os.path.join(HERE, "lint.py")])
     lint_problems = res.stdout.count("FAIL: lint:")
