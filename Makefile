@@ -6,7 +6,7 @@ H := harness
 VARIANT ?= default
 THP ?= always
 
-.PHONY: all test deps base strip assemble export series apply build run guest host-check clean help
+.PHONY: all test deps base strip assemble export series apply bisect-build build run guest host-check clean help
 
 all:
 	@$(H)/pipeline.sh main
@@ -37,6 +37,10 @@ series: assemble
 apply: assemble
 	@test -n "$(LINUX)" || { echo "usage: make apply LINUX=/path/to/linux-6.12"; exit 2; }
 	@$(H)/apply.sh "$(LINUX)"
+
+# Build `default` after every patch; names the first one that breaks
+bisect-build: assemble
+	@$(H)/bisect-build.sh
 
 build: assemble
 	@$(H)/build.sh $(VARIANT)
