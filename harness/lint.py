@@ -7,6 +7,7 @@ Usage: lint.py [--tree BUILD_TREE] [--json OUT.json]
   project owns (the patches carry no personal Signed-off-by by policy, so
   --no-signoff); any error, warning or check fails, unless it is listed in
   harness/checkpatch-exceptions with a reason.
+- docutils on every project-owned .rst file: valid reStructuredText;
 - kernel-doc -Wall on every project-owned C file and header: no warning;
   on every base file a patch touches: no warning the stripped base does not
   already have (line numbers aside).
@@ -62,6 +63,24 @@ def kernel_doc(tree, path):
     return [re.sub(r"^[^:]*:\d+: ", "", ln) for ln in res.stderr.splitlines() if "warning" in ln]
 
 
+def rst_check(path, label):
+    """docutils --halt=warning on an rst file, kernel-doc directives removed
+    (docutils does not know them; kernel-doc itself checks those files)."""
+    text = open(path, encoding="utf-8").read()
+    text = re.sub(r"(?m)^\.\. kernel-doc::.*\n(?:[ \t]+:.*\n)*", "", text)
+    with tempfile.NamedTemporaryFile("w", suffix=".rst", delete=False) as f:
+        f.write(text)
+    try:
+        res = subprocess.run([sys.executable, "-m", "docutils", "--halt=warning",
+                              "--report=warning", f.name, os.devnull],
+                             capture_output=True, text=True)
+    finally:
+        os.remove(f.name)
+    if res.returncode:
+        return ["%s: reStructuredText: %s" % (label, res.stderr.strip()[:500])]
+    return []
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tree", default=os.path.join(os.environ.get("BUILD", os.path.join(ROOT, "build")),
@@ -85,6 +104,10 @@ def main():
         if path.endswith((".c", ".h")) and not path.startswith("tools/"):
             for warning in kernel_doc(tree, path):
                 problems.append("%s: kernel-doc: %s" % (path, warning))
+            checked += 1
+    for path in owned:
+        if path.endswith(".rst"):
+            problems += rst_check(os.path.join(ROOT, path), path)
             checked += 1
     touched = subprocess.run(["git", "diff", "--name-only", "base", "HEAD", "--"] ,
                              cwd=tree, capture_output=True, text=True).stdout.split()
