@@ -18,13 +18,22 @@
  * mirror's mmu interval notifier keeps it coherent with the CPU page table.
  * HMM_DMIRROR_SNAPSHOT reports what hmm_range_fault() sees without faulting.
  *
+ * HMM_DMIRROR_EXCLUSIVE gives the device exclusive access to a range, as a
+ * device performing atomics needs: make_device_exclusive_range() replaces
+ * the CPU mappings by device-exclusive entries and the mirror records the
+ * pages as writable.  The next CPU access takes a page back, and the mmu
+ * notifier drops it from the mirror; HMM_DMIRROR_CHECK_EXCLUSIVE tells
+ * whether that happened to every page of a range.
+ *
  * Locking, outermost first:
  *
  *   mmap_lock (read)           held around every migrate_vma_* sequence and
  *                              every hmm_range_fault() call, never together
- *                              with a mirror lock
+ *                              with a mirror lock -- except while pages
+ *                              made exclusive are recorded
  *   page lock                  pages being migrated, taken by migrate_vma_*
- *                              (the fault page by the fault handler)
+ *                              (the fault page by the fault handler); pages
+ *                              made exclusive, until they are recorded
  *   hmmt_device.grow_lock      serialises adding memory chunks
  *   hmmt_mirror.lock           the mirror page table, see below
  *   hmmt_device.pool_lock      spinlock: chunk table and free page bitmaps
@@ -50,6 +59,7 @@
 #include <linux/mmu_notifier.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/rmap.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
@@ -83,6 +93,12 @@
  */
 #define HMMT_MARK_WRITE		XA_MARK_0
 #define HMMT_PFN_WRITE		1UL
+
+/*
+ * A mirrored page entry with this mark was made exclusive to the device by
+ * HMM_DMIRROR_EXCLUSIVE and the CPU has not taken it back yet.
+ */
+#define HMMT_MARK_EXCLUSIVE	XA_MARK_1
 
 /*
  * Device accesses through the mirror (READ, WRITE, SNAPSHOT) work on this
@@ -251,6 +267,15 @@ static bool hmmt_invalidate(struct mmu_interval_notifier *mni,
 	struct hmmt_mirror *mirror =
 		container_of(mni, struct hmmt_mirror, notifier);
 	bool own_migration;
+
+	/*
+	 * make_device_exclusive_range() working for this device: the pages
+	 * are about to be recorded as exclusive, and while they are being
+	 * made so their mappings stay what the mirror may already hold.
+	 */
+	if (range->event == MMU_NOTIFY_EXCLUSIVE &&
+	    range->owner == mirror->hdev)
+		return true;
 
 	/*
 	 * Migrations this device starts itself keep their migration
@@ -651,6 +676,7 @@ static int hmmt_to_dev_record(struct hmmt_mirror *mirror,
 			xa_set_mark(&mirror->ptab, vpfn, HMMT_MARK_WRITE);
 		else
 			xa_clear_mark(&mirror->ptab, vpfn, HMMT_MARK_WRITE);
+		xa_clear_mark(&mirror->ptab, vpfn, HMMT_MARK_EXCLUSIVE);
 	}
 	mutex_unlock(&mirror->lock);
 	return ret;
@@ -1453,6 +1479,133 @@ static int hmmt_snapshot(struct hmmt_mirror *mirror,
 	return ret;
 }
 
+/*
+ * Make the pages of [start, end), at most HMMT_MIRROR_PAGES of them, exclusive
+ * to the device and record them in the mirror as writable and exclusive.
+ *
+ * The pages come back from make_device_exclusive_range() locked, which keeps
+ * a CPU fault, migration and reclaim from taking them back before they are
+ * recorded.  What remains is a zap under the mmap read lock (MADV_DONTNEED):
+ * one that starts after the sequence is read is caught by the sequence
+ * check, one that got there first has unmapped the page by then (reading
+ * the sequence waits for running invalidations to end).  The sequence is
+ * only read now, not before the call: making a THP exclusive splits it,
+ * which invalidates the range (and our own MMU_NOTIFY_EXCLUSIVE events are
+ * skipped, see hmmt_invalidate()).
+ *
+ * Returns 0 when every page was made exclusive and recorded, -EBUSY when some
+ * page could not be (what was recorded stays so), or another negative errno
+ * from make_device_exclusive_range().
+ */
+static int hmmt_exclusive_chunk(struct hmmt_mirror *mirror,
+				unsigned long start, unsigned long end)
+{
+	unsigned long npages = (end - start) >> PAGE_SHIFT;
+	unsigned long vpfn = start >> PAGE_SHIFT;
+	struct mm_struct *mm = mirror->notifier.mm;
+	struct page *pages[HMMT_MIRROR_PAGES];
+	unsigned long seq, i, recorded = 0;
+	int ret = 0, got;
+
+	/* Reserve the slots now: no allocation under the mirror lock. */
+	for (i = 0; i < npages && !ret; i++)
+		ret = xa_reserve(&mirror->ptab, vpfn + i, GFP_KERNEL);
+	if (ret)
+		goto release;
+
+	if (mmap_read_lock_killable(mm)) {
+		ret = -EINTR;
+		goto release;
+	}
+	got = make_device_exclusive_range(mm, start, end, pages, mirror->hdev);
+	if (got < 0) {
+		ret = got;
+		goto unlock_mm;
+	}
+
+	seq = mmu_interval_read_begin(&mirror->notifier);
+	mutex_lock(&mirror->lock);
+	for (i = 0; i < got; i++) {
+		unsigned long pfn;
+		void *old;
+
+		if (!pages[i] || !folio_mapped(page_folio(pages[i])) ||
+		    mmu_interval_read_retry(&mirror->notifier, seq))
+			continue;
+		pfn = page_to_pfn(pages[i]);
+		old = xa_store(&mirror->ptab, vpfn + i, hmmt_pfn_entry(pfn, true),
+			       GFP_NOWAIT | __GFP_NOWARN);
+		if (xa_is_err(old))
+			continue;
+		xa_set_mark(&mirror->ptab, vpfn + i, HMMT_MARK_EXCLUSIVE);
+		recorded++;
+	}
+	mutex_unlock(&mirror->lock);
+
+	/* From here on a CPU access revokes the device's access. */
+	for (i = 0; i < got; i++) {
+		if (pages[i]) {
+			unlock_page(pages[i]);
+			put_page(pages[i]);
+		}
+	}
+unlock_mm:
+	mmap_read_unlock(mm);
+	if (!ret && recorded < npages)
+		ret = -EBUSY;
+release:
+	for (i = 0; i < npages; i++)
+		xa_release(&mirror->ptab, vpfn + i);
+	return ret;
+}
+
+/*
+ * HMM_DMIRROR_EXCLUSIVE: make [start, end) exclusive to the device, then
+ * read it through the device into cmd->ptr as HMM_DMIRROR_READ does, for
+ * the caller to check; cmd->cpages counts the pages read, all of them on
+ * success.  -EBUSY if some page could not be made exclusive, -EINVAL for a
+ * range the core refuses (hugetlb, shared, ...), -EFAULT for a hole or a
+ * read-only mapping at the start.
+ */
+static int hmmt_exclusive(struct hmmt_mirror *mirror,
+			  struct hmm_dmirror_cmd *cmd, unsigned long start,
+			  unsigned long end)
+{
+	struct mm_struct *mm = mirror->notifier.mm;
+	unsigned long addr, next;
+	int ret = 0;
+
+	if (!mmget_not_zero(mm))
+		return -EINVAL;
+	for (addr = start; addr < end && !ret; addr = next) {
+		next = min(end, addr + (HMMT_MIRROR_PAGES << PAGE_SHIFT));
+		ret = hmmt_exclusive_chunk(mirror, addr, next);
+		cond_resched();
+	}
+	mmput(mm);
+	if (ret)
+		return ret;
+	return hmmt_access(mirror, cmd, start, end, false);
+}
+
+/*
+ * HMM_DMIRROR_CHECK_EXCLUSIVE: 0 once the CPU has taken back every page of
+ * [start, end) that HMM_DMIRROR_EXCLUSIVE gave the device, -EPERM while the
+ * device still holds one of them exclusively.
+ */
+static int hmmt_check_exclusive(struct hmmt_mirror *mirror,
+				unsigned long start, unsigned long end)
+{
+	unsigned long vpfn = start >> PAGE_SHIFT;
+	void *entry;
+
+	mutex_lock(&mirror->lock);
+	entry = xa_find(&mirror->ptab, &vpfn, (end - 1) >> PAGE_SHIFT,
+			HMMT_MARK_EXCLUSIVE);
+	mutex_unlock(&mirror->lock);
+	return entry ? -EPERM : 0;
+}
+
 /* ---------------------------------------------------------------------------
  * File operations
  */
@@ -1566,9 +1719,11 @@ static long hmmt_ioctl(struct file *filp, unsigned int op, unsigned long arg)
 		ret = hmmt_snapshot(mirror, &cmd, start, end);
 		break;
 	case HMM_DMIRROR_EXCLUSIVE:
+		ret = hmmt_exclusive(mirror, &cmd, start, end);
+		break;
 	case HMM_DMIRROR_CHECK_EXCLUSIVE:
-		/* Reserved: they need device-exclusive access. */
-		return -EOPNOTSUPP;
+		ret = hmmt_check_exclusive(mirror, start, end);
+		break;
 	default:
 		ret = -EINVAL;
 	}

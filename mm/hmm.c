@@ -306,6 +306,12 @@ static enum hmm_verdict hmm_swap_verdict(struct hmm_walk_state *ws,
 		}
 		return hmm_settle(want, 0, out);
 	}
+	/*
+	 * A page some device holds exclusive access to: not usable until a
+	 * CPU fault takes it back, which a request does.
+	 */
+	if (is_device_exclusive_entry(entry))
+		return hmm_settle(want, 0, out);
 	if (is_migration_entry(entry)) {
 		if (want)
 			return HMM_NEEDS_WAIT;

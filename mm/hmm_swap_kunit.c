@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * KUnit tests for device-private memory: the encoding of device-private swap
- * entries, and the life cycle of a MEMORY_DEVICE_PRIVATE pgmap from claiming
+ * KUnit tests for device-private memory: the encoding of device-private and
+ * device-exclusive swap entries, and the life cycle of a MEMORY_DEVICE_PRIVATE pgmap from claiming
  * a free physical range to memunmap_pages().
  */
 #include <kunit/device.h>
@@ -14,12 +14,13 @@
 #include <linux/swap.h>
 #include <linux/swapops.h>
 
-/* A device-private entry flavour and what it has to decode to. */
+/* A device entry flavour and what it has to decode to. */
 struct dp_flavour {
 	const char *name;
 	swp_entry_t (*make)(pgoff_t offset);
 	unsigned int type;
 	bool writable;
+	bool exclusive;		/* device-exclusive, else device-private */
 };
 
 static const struct dp_flavour dp_flavours[] = {
@@ -35,6 +36,20 @@ static const struct dp_flavour dp_flavours[] = {
 		.type = SWP_DEVICE_WRITE,
 		.writable = true,
 	},
+	{
+		.name = "exclusive readable",
+		.make = make_readable_device_exclusive_entry,
+		.type = SWP_DEVICE_EXCLUSIVE_READ,
+		.writable = false,
+		.exclusive = true,
+	},
+	{
+		.name = "exclusive writable",
+		.make = make_writable_device_exclusive_entry,
+		.type = SWP_DEVICE_EXCLUSIVE_WRITE,
+		.writable = true,
+		.exclusive = true,
+	},
 };
 
 static void check_dp_entry(struct kunit *test, const struct dp_flavour *fl,
@@ -45,9 +60,18 @@ static void check_dp_entry(struct kunit *test, const struct dp_flavour *fl,
 
 	KUNIT_EXPECT_EQ_MSG(test, swp_type(entry), fl->type,
 			    "%s entry, pfn %#lx", fl->name, pfn);
-	KUNIT_EXPECT_TRUE(test, is_device_private_entry(entry));
+	/* Exactly one of the two kinds, with the right permission. */
+	KUNIT_EXPECT_EQ_MSG(test, is_device_private_entry(entry), !fl->exclusive,
+			    "%s entry, pfn %#lx", fl->name, pfn);
+	KUNIT_EXPECT_EQ_MSG(test, is_device_exclusive_entry(entry), fl->exclusive,
+			    "%s entry, pfn %#lx", fl->name, pfn);
 	KUNIT_EXPECT_EQ_MSG(test, is_writable_device_private_entry(entry),
-			    fl->writable, "%s entry, pfn %#lx", fl->name, pfn);
+			    fl->writable && !fl->exclusive,
+			    "%s entry, pfn %#lx", fl->name, pfn);
+	KUNIT_EXPECT_EQ_MSG(test, is_writable_device_exclusive_entry(entry),
+			    fl->writable && fl->exclusive,
+			    "%s entry, pfn %#lx", fl->name, pfn);
+	KUNIT_EXPECT_TRUE(test, is_device_mapping_entry(entry));
 	KUNIT_EXPECT_TRUE(test, non_swap_entry(entry));
 	KUNIT_EXPECT_TRUE(test, is_pfn_swap_entry(entry));
 	KUNIT_EXPECT_EQ_MSG(test, swp_offset_pfn(entry), pfn,
@@ -79,6 +103,8 @@ static void dp_entry_basic(struct kunit *test)
 		check_dp_entry(test, &dp_flavours[i], 0x12345);
 	}
 	KUNIT_EXPECT_NE(test, SWP_DEVICE_READ, SWP_DEVICE_WRITE);
+	KUNIT_EXPECT_NE(test, SWP_DEVICE_EXCLUSIVE_READ,
+			SWP_DEVICE_EXCLUSIVE_WRITE);
 }
 
 /* Every pfn the entry can hold survives the trip, up to SWP_PFN_MASK. */
@@ -101,8 +127,8 @@ static void dp_entry_pfn_range(struct kunit *test)
 
 /*
  * Every swap type is exactly one of: a swap file, hwpoison, migration,
- * device-private or the PTE marker; and the pfn-carrying ones are exactly
- * hwpoison, migration and device-private.
+ * device-private, device-exclusive or the PTE marker; and the pfn-carrying
+ * ones are exactly hwpoison, migration, device-private and device-exclusive.
  */
 static void dp_entry_type_partition(struct kunit *test)
 {
@@ -111,21 +137,27 @@ static void dp_entry_type_partition(struct kunit *test)
 	for (type = 0; type < (1U << MAX_SWAPFILES_SHIFT); type++) {
 		swp_entry_t entry = swp_entry(type, 42);
 		bool dev = is_device_private_entry(entry);
+		bool excl = is_device_exclusive_entry(entry);
 		bool mig = is_migration_entry(entry);
 		bool hwp = is_hwpoison_entry(entry);
 		bool marker = is_pte_marker_entry(entry);
 		bool file = !non_swap_entry(entry);
 
-		KUNIT_EXPECT_EQ_MSG(test, dev + mig + hwp + marker + file, 1,
-				    "swap type %u", type);
+		KUNIT_EXPECT_EQ_MSG(test, dev + excl + mig + hwp + marker + file,
+				    1, "swap type %u", type);
 		KUNIT_EXPECT_EQ_MSG(test, is_pfn_swap_entry(entry),
-				    dev || mig || hwp, "swap type %u", type);
+				    dev || excl || mig || hwp, "swap type %u", type);
+		KUNIT_EXPECT_EQ_MSG(test, is_device_mapping_entry(entry),
+				    dev || excl, "swap type %u", type);
 		KUNIT_EXPECT_EQ_MSG(test, file, type < MAX_SWAPFILES,
 				    "swap type %u", type);
 		if (!dev)
 			KUNIT_EXPECT_FALSE(test,
 					   is_writable_device_private_entry(entry));
-		device_types += dev;
+		if (!excl)
+			KUNIT_EXPECT_FALSE(test,
+					   is_writable_device_exclusive_entry(entry));
+		device_types += dev + excl;
 	}
 	KUNIT_EXPECT_EQ(test, device_types, SWP_DEVICE_NUM);
 }
@@ -178,6 +210,16 @@ static void dp_entry_others(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, is_writable_migration_entry(entry));
 	KUNIT_EXPECT_FALSE(test, is_hwpoison_entry(entry));
 	KUNIT_EXPECT_FALSE(test, is_pte_marker_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_device_exclusive_entry(entry));
+
+	/* Nor is a device-exclusive one. */
+	entry = make_writable_device_exclusive_entry(pfn);
+	KUNIT_EXPECT_FALSE(test, is_migration_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_writable_migration_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_hwpoison_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_pte_marker_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_device_private_entry(entry));
+	KUNIT_EXPECT_FALSE(test, is_writable_device_private_entry(entry));
 }
 
 /* A fake device: counts what the core hands back through page_free(). */

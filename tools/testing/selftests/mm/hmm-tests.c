@@ -17,6 +17,11 @@
  * the exact errors, the snapshot bytes, and the number of device faults,
  * which tells whether the mirror was kept (0) or had to be refilled (1).
  *
+ * HMM_DMIRROR_EXCLUSIVE gives a device exclusive (atomic) access to pages:
+ * the CPU page table then holds device-exclusive entries, the device
+ * writes without faulting, and the next CPU access takes the page back,
+ * which HMM_DMIRROR_CHECK_EXCLUSIVE reports (0 once none is left).
+ *
  * Device memory in use is read from the driver's sysfs counter
  * /sys/dev/char/<major>:<minor>/pages_used of the device node.
  *
@@ -2694,6 +2699,582 @@ TEST_F(hmm, bad_mirror_commands)
 	ASSERT_EQ(verify(buf, bytes, 232), -1);
 
 	free(out);
+	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * Device-exclusive access
+ */
+
+/*
+ * Make [addr, addr + npages) exclusive to the device of @fd; the device
+ * reads it into @buf.  Returns 0 or -errno; a success that does not report
+ * every page is -EPROTO.
+ */
+static int dev_exclusive(int fd, void *addr, void *buf, uint64_t npages)
+{
+	struct hmm_dmirror_cmd cmd;
+	int ret;
+
+	ret = dmirror(fd, HMM_DMIRROR_EXCLUSIVE, addr, buf, npages, &cmd);
+	if (!ret && cmd.cpages != npages)
+		return -EPROTO;
+	return ret;
+}
+
+/* 0 if the CPU took back every page of the range, -EPERM if not. */
+static int dev_check_exclusive(int fd, void *addr, uint64_t npages)
+{
+	return dmirror(fd, HMM_DMIRROR_CHECK_EXCLUSIVE, addr, NULL, npages,
+		       NULL);
+}
+
+/*
+ * The device gets exclusive access and writes (its atomics) without a
+ * fault; meanwhile the CPU page table shows non-present swap-like entries
+ * that still count as resident.  The first CPU access sees what the device
+ * wrote and revokes the device's access.
+ */
+TEST_F(hmm, exclusive_atomics)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	unsigned char *prot;
+	char *buf, *in, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	madvise(buf, bytes, MADV_NOHUGEPAGE);
+	prot = malloc(n);
+	ASSERT_NE(prot, NULL);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 300);
+
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	ASSERT_EQ(verify(out, bytes, 300), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), -EPERM);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(smaps_kb(buf, "Rss:"), (long)(bytes >> 10));
+	/* Nothing the device could use without a fault. */
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_NONE), 0);
+
+	fill(in, bytes, 301);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), -EPERM);
+
+	/* CPU reads take the pages back. */
+	ASSERT_EQ(verify(buf, bytes, 301), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_PRESENT), n);
+	ASSERT_EQ(smaps_kb(buf, "Rss:"), (long)(bytes >> 10));
+
+	/* Again, taken back by CPU writes this time. */
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	ASSERT_EQ(verify(out, bytes, 301), -1);
+	fill(buf, bytes, 302);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+	ASSERT_EQ(verify(buf, bytes, 302), -1);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(verify(out, bytes, 302), -1);
+
+	free(out);
+	free(in);
+	free(prot);
+	munmap(buf, bytes);
+}
+
+/*
+ * Only the pages the CPU touches are taken back; the others stay exclusive
+ * and keep what the device wrote.
+ */
+TEST_F(hmm, exclusive_partial_revoke)
+{
+	unsigned long n = 16, bytes = n * self->ps;
+	char *buf, *in, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 303);
+
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	fill(in, bytes, 304);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, NULL), 0);
+	touch_read(buf + 3 * self->ps);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf + 3 * self->ps, 1), 0);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, 3), -EPERM);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf + 4 * self->ps, n - 4),
+		  -EPERM);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), 1);
+	ASSERT_EQ(verify(buf, bytes, 304), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * mprotect(PROT_READ) revokes the device's access and keeps it from
+ * writing; the CPU still reads the data and may write again once the
+ * mapping is writable again.
+ */
+TEST_F(hmm, exclusive_mprotect)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	char *buf, *in, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 305);
+
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	ASSERT_EQ(verify(out, bytes, 305), -1);
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ), 0);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+	fill(in, bytes, 306);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, NULL), -EPERM);
+	ASSERT_EQ(verify(buf, bytes, 305), -1);
+
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ | PROT_WRITE), 0);
+	fill(buf, bytes, 307);
+	ASSERT_EQ(verify(buf, bytes, 307), -1);
+	/* Write-protected while still exclusive: the CPU restores read-only. */
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ), 0);
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ | PROT_WRITE), 0);
+	ASSERT_EQ(verify(buf, bytes, 307), -1);
+	fill(buf, bytes, 308);
+	ASSERT_EQ(verify(buf, bytes, 308), -1);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * fork() takes the pages back before copying them: neither process holds
+ * device-exclusive entries afterwards, and copy-on-write keeps the two
+ * copies apart whichever process writes.
+ */
+TEST_F(hmm, exclusive_fork)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	char *buf, *in, *out;
+	int go[2];
+	pid_t pid;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 310);
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	fill(in, bytes, 311);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, NULL), 0);
+	ASSERT_EQ(pipe(go), 0);
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		char c;
+
+		close(go[1]);
+		if (count_pagemap(buf, n, PM_PRESENT, PM_PRESENT) != n)
+			_exit(2);
+		if (verify(buf, bytes, 311) != -1)
+			_exit(3);
+		/* Wait for the parent to write its copy first. */
+		if (read(go[0], &c, 1) != 1)
+			_exit(4);
+		if (verify(buf, bytes, 311) != -1)
+			_exit(5);
+		fill(buf, bytes, 313);
+		if (verify(buf, bytes, 313) != -1)
+			_exit(6);
+		_exit(0);
+	}
+
+	close(go[0]);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	ASSERT_EQ(verify(buf, bytes, 311), -1);
+	fill(buf, bytes, 312);
+	ASSERT_EQ(write(go[1], "x", 1), 1);
+	close(go[1]);
+	ASSERT_EQ(reap(pid), 0);
+	ASSERT_EQ(verify(buf, bytes, 312), -1);
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/* A child that writes first, with the parent's pages made exclusive again. */
+TEST_F(hmm, exclusive_fork_child_writes)
+{
+	unsigned long n = 16, bytes = n * self->ps;
+	char *buf, *out;
+	pid_t pid;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 315);
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		fill(buf, bytes, 316);
+		_exit(verify(buf, bytes, 316) == -1 ? 0 : 2);
+	}
+	ASSERT_EQ(reap(pid), 0);
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	ASSERT_EQ(verify(out, bytes, 315), -1);
+	ASSERT_EQ(verify(buf, bytes, 315), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * munmap() and exit with pages still exclusive to the device free them:
+ * the system's anonymous memory goes back to where it was.
+ */
+TEST_F(hmm, exclusive_munmap_and_exit)
+{
+	unsigned long n = 2048, bytes = n * self->ps;
+	long before, during, after, slack = 512;
+	char *buf, *out;
+	pid_t pid;
+
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	/* Fault the output buffer in now, not while measuring. */
+	fill(out, bytes, 319);
+
+	before = meminfo_value("AnonPages:");
+	ASSERT_GT(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	fill(buf, bytes, 320);
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	during = meminfo_value("AnonPages:");
+	ASSERT_GE(during, before + (long)(bytes >> 10) - slack);
+	ASSERT_EQ(munmap(buf, bytes), 0);
+	after = meminfo_value("AnonPages:");
+	ASSERT_LE(after, before + slack);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+
+	before = meminfo_value("AnonPages:");
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		int fd = open_unit(self->unit);
+
+		buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+		if (fd < 0 || buf == MAP_FAILED)
+			_exit(2);
+		fill(buf, bytes, 321);
+		if (dev_exclusive(fd, buf, out, n))
+			_exit(3);
+		/* Exit with the pages exclusive and the file open. */
+		_exit(0);
+	}
+	ASSERT_EQ(reap(pid), 0);
+	after = meminfo_value("AnonPages:");
+	ASSERT_LE(after, before + slack);
+
+	free(out);
+}
+
+/*
+ * MADV_DONTNEED drops exclusive pages like any others: the device loses
+ * them and the CPU reads zeroes.
+ */
+TEST_F(hmm, exclusive_dontneed)
+{
+	unsigned long n = 16, bytes = n * self->ps;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 322);
+
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	ASSERT_EQ(madvise(buf, bytes, MADV_DONTNEED), 0);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, 0), n);
+	ASSERT_TRUE(all_zero(buf, bytes));
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * Compaction may migrate pages the device holds exclusively: migration
+ * takes them back for the CPU first, and the data survives either way.
+ */
+TEST_F(hmm, exclusive_compaction)
+{
+	unsigned long n = 256, bytes = n * self->ps, i, moved = 0;
+	const uint64_t pfn_mask = (1ULL << 55) - 1;
+	uint64_t *pfn;
+	char *buf, *in, *out;
+	int fd;
+
+	fd = open("/proc/sys/vm/compact_memory", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		SKIP(return, "no /proc/sys/vm/compact_memory");
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	pfn = malloc(n * sizeof(*pfn));
+	ASSERT_NE(pfn, NULL);
+	fill(buf, bytes, 323);
+	for (i = 0; i < n; i++)
+		pfn[i] = pagemap_of(buf + i * self->ps) & pfn_mask;
+
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	fill(in, bytes, 324);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, NULL), 0);
+	ASSERT_EQ(write(fd, "1", 1), 1);
+	close(fd);
+	ASSERT_EQ(verify(buf, bytes, 324), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	/* Only informative: pfns read as 0 without CAP_SYS_ADMIN. */
+	for (i = 0; i < n; i++)
+		if ((pagemap_of(buf + i * self->ps) & pfn_mask) != pfn[i])
+			moved++;
+	TH_LOG("%lu of %lu exclusive pages migrated", moved, n);
+
+	free(pfn);
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * Many threads read and write one page the device holds exclusively, all
+ * at once, over and over: the faults queue on the page lock and all finish.
+ */
+TEST_F(hmm, exclusive_threads_fault_same_page)
+{
+	enum { NTHREADS = 4, ROUNDS = 32 };
+	unsigned long bytes = self->ps;
+	struct racer racer[NTHREADS];
+	pthread_t tid[NTHREADS];
+	pthread_barrier_t start;
+	uint64_t *words;
+	char *out;
+	int round, t;
+
+	words = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(words, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	for (round = 0; round < ROUNDS; round++) {
+		fill(words, bytes, 330 + round);
+		ASSERT_EQ(dev_exclusive(self->fd, words, out, 1), 0);
+		ASSERT_EQ(pthread_barrier_init(&start, NULL, NTHREADS), 0);
+		for (t = 0; t < NTHREADS; t++) {
+			racer[t].start = &start;
+			racer[t].word = &words[t + 1];
+			racer[t].mine = (t & 1) ? &words[64 + t] : NULL;
+			racer[t].value = ~0ULL - t;
+			ASSERT_EQ(pthread_create(&tid[t], NULL, race_fault,
+						 &racer[t]), 0);
+		}
+		for (t = 0; t < NTHREADS; t++)
+			ASSERT_EQ(pthread_join(tid[t], NULL), 0);
+		pthread_barrier_destroy(&start);
+
+		ASSERT_EQ(dev_check_exclusive(self->fd, words, 1), 0);
+		for (t = 0; t < NTHREADS; t++) {
+			ASSERT_EQ(racer[t].seen, word_value(330 + round, t + 1));
+			if (t & 1) {
+				ASSERT_EQ(words[64 + t], ~0ULL - t);
+				words[64 + t] = word_value(330 + round, 64 + t);
+			}
+		}
+		ASSERT_EQ(verify(words, bytes, 330 + round), -1);
+	}
+
+	free(out);
+	munmap(words, bytes);
+}
+
+/*
+ * A transparent huge page is made exclusive page by page (6.12 failed
+ * with EBUSY here); the device writes it, and the CPU gets the data back.
+ */
+TEST_F(hmm, exclusive_thp)
+{
+	unsigned long bytes = SZ_2M, n = bytes / self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *in, *out;
+
+	if (!thp_possible())
+		SKIP(return, "transparent huge pages are disabled");
+	buf = map_aligned(bytes, SZ_2M);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, bytes, MADV_HUGEPAGE), 0);
+	fill(buf, bytes, 340);
+	if (smaps_kb(buf, "AnonHugePages:") < (long)(SZ_2M >> 10))
+		SKIP(return, "no huge page could be allocated");
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	ASSERT_EQ(verify(out, bytes, 340), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), -EPERM);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+
+	fill(in, bytes, 341);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(buf, bytes, 341), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+	fill(buf, bytes, 342);
+	ASSERT_EQ(verify(buf, bytes, 342), -1);
+	ASSERT_EQ(smaps_kb(buf, "Rss:"), (long)(bytes >> 10));
+
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/* Part of a huge page, in the middle of it. */
+TEST_F(hmm, exclusive_thp_part)
+{
+	unsigned long bytes = SZ_2M, n = bytes / self->ps, off = 100, len = 50;
+	char *buf, *out;
+
+	if (!thp_possible())
+		SKIP(return, "transparent huge pages are disabled");
+	buf = map_aligned(bytes, SZ_2M);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, bytes, MADV_HUGEPAGE), 0);
+	fill(buf, bytes, 345);
+	if (smaps_kb(buf, "AnonHugePages:") < (long)(SZ_2M >> 10))
+		SKIP(return, "no huge page could be allocated");
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	ASSERT_EQ(dev_exclusive(self->fd, buf + off * self->ps, out, len), 0);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), len);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n - len);
+	ASSERT_EQ(verify(buf, bytes, 345), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/* hugetlbfs memory is refused (6.12 hit a BUG here), and left intact. */
+TEST_F(hmm, exclusive_hugetlbfs_refused)
+{
+	long hsize = meminfo_value("Hugepagesize:") * 1024;
+	unsigned long bytes, n;
+	char *buf, *out;
+
+	if (hsize <= 0 || meminfo_value("HugePages_Free:") < 1)
+		SKIP(return, "no free hugetlbfs page");
+	bytes = hsize;
+	n = bytes / self->ps;
+	buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (buf == MAP_FAILED)
+		SKIP(return, "cannot map a hugetlbfs page");
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 350);
+
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), -EINVAL);
+	ASSERT_EQ(dev_exclusive(self->fd, buf + self->ps, out, 1), -EINVAL);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	ASSERT_EQ(verify(buf, bytes, 350), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * Bad EXCLUSIVE and CHECK_EXCLUSIVE commands get the documented errors and
+ * leave the memory as it was.
+ */
+TEST_F(hmm, exclusive_bad_commands)
+{
+	unsigned long n = 4, bytes = n * self->ps;
+	char *buf, *ro, *shared, *out;
+
+	/* Map one page more and unmap it: a gap right after the buffer. */
+	buf = map_anon(bytes + self->ps, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(munmap(buf + bytes, self->ps), 0);
+	ro = map_anon(bytes, PROT_READ, MAP_PRIVATE);
+	ASSERT_NE(ro, MAP_FAILED);
+	shared = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_SHARED);
+	ASSERT_NE(shared, MAP_FAILED);
+	out = malloc(bytes + self->ps);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 360);
+	fill(shared, bytes, 361);
+
+	ASSERT_EQ(dev_exclusive(self->fd, buf + 8, out, 1), -EINVAL);
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, 0), -EINVAL);
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, ~0ULL), -EINVAL);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf + 8, 1), -EINVAL);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, 0), -EINVAL);
+
+	/* Nothing mapped, read-only, shared. */
+	ASSERT_EQ(dev_exclusive(self->fd, buf + bytes, out, 1), -EFAULT);
+	ASSERT_EQ(dev_exclusive(self->fd, ro, out, n), -EFAULT);
+	ASSERT_EQ(dev_exclusive(self->fd, shared, out, n), -EINVAL);
+	ASSERT_EQ(verify(shared, bytes, 361), -1);
+	/* Running into the gap: not every page could be made exclusive. */
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n + 1), -EBUSY);
+	ASSERT_EQ(verify(buf, bytes, 360), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n + 1), 0);
+	/* Nowhere to put what the device read. */
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_EXCLUSIVE, buf, NULL, n, NULL),
+		  -EFAULT);
+	ASSERT_EQ(verify(buf, bytes, 360), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+
+	free(out);
+	munmap(shared, bytes);
+	munmap(ro, bytes);
 	munmap(buf, bytes);
 }
 
