@@ -43,6 +43,22 @@ blurb = [
 if os.path.exists(results):
     blurb += ["", "Test results of the latest `make test` (QEMU, TCG):", ""]
     blurb += ["  " + line.rstrip() for line in open(results) if line.strip()]
+# one paragraph per patch: its subject and the first paragraph of its message
+import glob, re
+outdir = os.path.dirname(cover)
+blurb += ["", "The patches:"]
+for mail in sorted(glob.glob(os.path.join(outdir, "*.patch"))):
+    if mail == cover:
+        continue
+    body = open(mail).read()
+    subject = re.search(r"^Subject: \[PATCH[^\]]*\] (.*(?:\n .*)*)", body, re.M).group(1)
+    subject = " ".join(subject.split())
+    message = body.split("\n\n", 1)[1].split("\n---\n", 1)[0].strip()
+    paragraphs = message.split("\n\n")
+    first = paragraphs[0]
+    if first.endswith(":") and len(paragraphs) > 1:
+        first += "\n\n" + paragraphs[1]   # the list the paragraph introduces
+    blurb += ["", "* " + subject, ""] + ["  " + line for line in first.splitlines()]
 text = text.replace("*** SUBJECT HERE ***", "HMM for Linux 6.12, written anew")
 text = text.replace("*** BLURB HERE ***", "\n".join(blurb))
 open(cover, "w").write(text)
