@@ -58,7 +58,7 @@ for mail in sorted(glob.glob(os.path.join(outdir, "*.patch"))):
     first = paragraphs[0]
     if first.endswith(":") and len(paragraphs) > 1:
         first += "\n\n" + paragraphs[1]   # the list the paragraph introduces
-    blurb += ["", "* " + subject, ""] + ["  " + line for line in first.splitlines()]
+    blurb += ["", "* " + subject, ""] + [("  " + line).rstrip() for line in first.splitlines()]
 text = text.replace("*** SUBJECT HERE ***", "HMM for Linux 6.12, written anew")
 text = text.replace("*** BLURB HERE ***", "\n".join(blurb))
 open(cover, "w").write(text)
