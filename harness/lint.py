@@ -3,8 +3,9 @@
 
 Usage: lint.py [--tree BUILD_TREE] [--json OUT.json]
 
-- checkpatch.pl --strict on every patch of patches/ and on every file the
-  project owns (the patches carry no personal Signed-off-by by policy, so
+- checkpatch.pl --strict on every patch of patches/, on every mail of the
+  exported series (build/series, when made) and on every file the project
+  owns (the patches carry no personal Signed-off-by by policy, so
   --no-signoff); any error, warning or check fails, unless it is listed in
   harness/checkpatch-exceptions with a reason.
 - docutils on every project-owned .rst file: valid reStructuredText;
@@ -16,6 +17,7 @@ Runs the scripts of the assembled build tree (they are the base's own).
 """
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -95,6 +97,12 @@ def main():
     for name, _ in entries:
         problems += checkpatch(tree, [os.path.join(ROOT, "patches", name)], name, allowed)
         checked += 1
+    # the exported mails (make series) carry the owned files too
+    mails = sorted(glob.glob(os.path.join(os.path.dirname(tree), "series", "0*.patch")))
+    for mail in mails:
+        if not mail.endswith("/0000-cover-letter.patch"):
+            problems += checkpatch(tree, [mail], os.path.basename(mail), allowed)
+            checked += 1
     owned = [path for _, files in entries for path in files]
     for path in owned:
         problems += checkpatch(tree, ["-f", path], path, allowed)
