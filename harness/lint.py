@@ -28,6 +28,11 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 EXCEPTIONS = os.path.join(HERE, "checkpatch-exceptions")
+# checkpatch's spdxcheck.py and the rst check use Debian's python3 with the
+# packages make installs (python3-ply, python3-docutils), whatever python3
+# comes first on PATH.
+DEBIAN_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+DEBIAN_ENV = dict(os.environ, PATH="/usr/bin:/bin:" + os.environ.get("PATH", ""))
 
 
 def series(root):
@@ -51,7 +56,7 @@ def exceptions():
 def checkpatch(tree, args, label, allowed):
     res = subprocess.run(["perl", "scripts/checkpatch.pl", "--strict", "--no-signoff",
                           "--show-types", "--no-summary", "--quiet"] + args,
-                         cwd=tree, capture_output=True, text=True)
+                         cwd=tree, capture_output=True, text=True, env=DEBIAN_ENV)
     problems = []
     for mo in re.finditer(r"^(ERROR|WARNING|CHECK):(\w+): (.*)$", res.stdout, re.M):
         if (label, mo.group(2)) not in allowed:
@@ -73,7 +78,7 @@ def rst_check(path, label):
     with tempfile.NamedTemporaryFile("w", suffix=".rst", delete=False) as f:
         f.write(text)
     try:
-        res = subprocess.run([sys.executable, "-m", "docutils", "--halt=warning",
+        res = subprocess.run([DEBIAN_PYTHON, "-m", "docutils", "--halt=warning",
                               "--report=warning", f.name, os.devnull],
                              capture_output=True, text=True)
     finally:
