@@ -146,6 +146,22 @@ static bool hmm_fill_span(struct hmm_walk_state *ws, unsigned long addr,
 	return true;
 }
 
+/*
+ * Fill [@addr, @end) of a huge leaf read under @ptl with @val, then drop
+ * @ptl.  Returns 0 when every entry is settled, -EFAULT when a fault was
+ * asked for on an error entry, and 1 when the recorded run must be faulted.
+ */
+static int hmm_fill_leaf(struct hmm_walk_state *ws, unsigned long addr,
+			 unsigned long end, unsigned long val, spinlock_t *ptl)
+{
+	bool run = hmm_fill_span(ws, addr, end, val);
+
+	spin_unlock(ptl);
+	if (!run)
+		return 0;
+	return (val & HMM_PFN_ERROR) ? -EFAULT : 1;
+}
+
 /* Fault in one page; @want says whether it must end up writable. */
 static int hmm_fault_page(struct vm_area_struct *vma, unsigned long addr,
 			  unsigned long want)
@@ -454,6 +470,7 @@ static int hmm_walk_pmd_leaf(struct hmm_walk_state *ws, pmd_t *pmdp,
 	unsigned long val;
 	spinlock_t *ptl;		/* the PMD lock */
 	bool run;
+	int ret;
 	pmd_t pmd;
 
 	ptl = pmd_trans_huge_lock(pmdp, vma);
@@ -492,12 +509,9 @@ static int hmm_walk_pmd_leaf(struct hmm_walk_state *ws, pmd_t *pmdp,
 		val |= pmd_pfn(pmd) + ((addr & ~PMD_MASK) >> PAGE_SHIFT);
 	}
 
-	run = hmm_fill_span(ws, addr, end, val);
-	spin_unlock(ptl);
-	if (!run)
-		return 0;
-	if (val & HMM_PFN_ERROR)
-		return -EFAULT;
+	ret = hmm_fill_leaf(ws, addr, end, val, ptl);
+	if (ret <= 0)
+		return ret;
 	return hmm_fault_run(ws, vma, true);
 }
 
@@ -540,7 +554,7 @@ static int hmm_walk_pud(pud_t *pudp, unsigned long addr, unsigned long end,
 	struct hmm_walk_state *ws = walk->private;
 	unsigned long val;
 	spinlock_t *ptl;		/* the PUD lock */
-	bool run;
+	int ret;
 	pud_t pud;
 
 	pud = pudp_get(pudp);
@@ -566,12 +580,9 @@ static int hmm_walk_pud(pud_t *pudp, unsigned long addr, unsigned long end,
 		/* Nothing else has struct pages we could hand out. */
 		val = HMM_PFN_ERROR;
 	}
-	run = hmm_fill_span(ws, addr, end, val);
-	spin_unlock(ptl);
-	if (!run)
-		return 0;
-	if (val & HMM_PFN_ERROR)
-		return -EFAULT;
+	ret = hmm_fill_leaf(ws, addr, end, val, ptl);
+	if (ret <= 0)
+		return ret;
 	return hmm_fault_run(ws, walk->vma, true);
 }
 #else
@@ -629,12 +640,9 @@ static int hmm_walk_hugetlb(pte_t *ptep, unsigned long hmask,
 			val |= HMM_PFN_WRITE;
 		val |= pte_pfn(entry) + ((addr & ~hmask) >> PAGE_SHIFT);
 	}
-	run = hmm_fill_span(ws, addr, end, val);
-	spin_unlock(ptl);
-	if (!run)
-		return 0;
-	if (val & HMM_PFN_ERROR)
-		return -EFAULT;
+	ret = hmm_fill_leaf(ws, addr, end, val, ptl);
+	if (ret <= 0)
+		return ret;
 
 	hugetlb_vma_unlock_read(vma);
 	ret = hmm_fault_run(ws, vma, true);
