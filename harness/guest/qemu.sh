@@ -11,7 +11,7 @@ prog=${0##*/}
 usage() {
 	cat <<EOF
 usage: $prog --kernel BZIMAGE --initrd FILE --log FILE [--append "EXTRA CMDLINE"]
-       [--timeout SECONDS] [--mem MB] [--smp N]
+       [--timeout SECONDS] [--mem MB] [--smp N] [--icount SHIFT]
 
   --kernel F   kernel image (bzImage)
   --initrd F   initramfs (from mkinitramfs.sh)
@@ -21,6 +21,9 @@ usage: $prog --kernel BZIMAGE --initrd FILE --log FILE [--append "EXTRA CMDLINE"
   --timeout S  wall-clock limit for the whole boot (default 900)
   --mem MB     guest memory (default 2048)
   --smp N      guest CPUs (default 2)
+  --icount S   TCG instruction counting (-icount shift=S,sleep=off): the
+               guest clock advances 2^S ns per instruction, so guest timings
+               count instructions and no longer depend on the host's load
 
 Environment: HMMCI_ACCEL=kvm uses KVM instead of TCG; HMMCI_VERBOSE=1 also
 streams the console to stdout.
@@ -37,7 +40,7 @@ need_arg() {
 	[ "$2" -ge 2 ] || die "$1 needs an argument (see --help)"
 }
 
-kernel='' initrd='' log='' append='' timeout_s=900 mem=2048 smp=2
+kernel='' initrd='' log='' append='' timeout_s=900 mem=2048 smp=2 icount=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--kernel) need_arg "$1" $#; kernel=$2; shift 2 ;;
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
 	--timeout) need_arg "$1" $#; timeout_s=$2; shift 2 ;;
 	--mem) need_arg "$1" $#; mem=$2; shift 2 ;;
 	--smp) need_arg "$1" $#; smp=$2; shift 2 ;;
+	--icount) need_arg "$1" $#; icount=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
@@ -61,6 +65,7 @@ done
 for v in timeout_s mem smp; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--${v%_s} must be a positive integer, not '${!v}'"
 done
+[ -z "$icount" ] || [[ $icount =~ ^[0-9]$ ]] || die "--icount must be a shift from 0 to 9, not '$icount'"
 command -v qemu-system-x86_64 >/dev/null ||
 	die "qemu-system-x86_64 not found (install qemu-system-x86)"
 command -v timeout >/dev/null || die "timeout not found (install coreutils)"
@@ -82,6 +87,10 @@ qemu=(qemu-system-x86_64
 	-monitor none -parallel none -net none
 	-chardev "$chardev" -serial chardev:ser0
 	-kernel "$kernel" -initrd "$initrd" -append "$cmdline")
+if [ -n "$icount" ]; then
+	[ "$accel" = tcg ] || die "--icount needs TCG, not HMMCI_ACCEL=$accel"
+	qemu+=(-icount "shift=$icount,sleep=off")
+fi
 
 tail_pid=''
 if [ "${HMMCI_VERBOSE:-}" = 1 ]; then

@@ -16,7 +16,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 usage() {
 	cat <<EOF
 usage: $prog --kernel BZIMAGE [--modules DIR] [--file HOSTPATH[:GUESTPATH]]...
-       [--append "EXTRA CMDLINE"] [--timeout S] [--mem MB] [--smp N]
+       [--append "EXTRA CMDLINE"] [--timeout S] [--mem MB] [--smp N] [--icount S]
        [--log FILE] -- COMMAND [ARGS...]
 
 Boots BZIMAGE with a busybox initramfs, runs COMMAND [ARGS...] there (as
@@ -26,6 +26,7 @@ root, cwd /, stdin /dev/null), prints its output and exits with its status.
   --append S     extra kernel command line
   --timeout S    limit for the whole boot (default 900)
   --mem MB, --smp N   guest memory and CPUs (defaults 2048, 2)
+  --icount S     count instructions for the guest clock (see qemu.sh)
   --log FILE     keep the console log here (otherwise a temporary file,
                  kept only if something went wrong)
 Environment: HMMCI_VERBOSE=1 streams the console; HMMCI_ACCEL=kvm uses KVM.
@@ -51,7 +52,7 @@ while [ $# -gt 0 ]; do
 	--kernel) need_arg "$1" $#; kernel=$2; shift 2 ;;
 	--modules) need_arg "$1" $#; modules=$2; mk_args+=(--modules "$2"); shift 2 ;;
 	--file) need_arg "$1" $#; mk_args+=(--file "$2"); shift 2 ;;
-	--append | --timeout | --mem | --smp)
+	--append | --timeout | --mem | --smp | --icount)
 		need_arg "$1" $#; q_args+=("$1" "$2"); shift 2 ;;
 	--log) need_arg "$1" $#; log=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;

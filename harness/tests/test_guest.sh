@@ -159,6 +159,17 @@ out=$("$guest/run-command.sh" --kernel "$kernel" -- sh -c 'echo hi; exit 3') || 
 check "run-command.sh prints only the command's output" test "$out" = hi
 check "run-command.sh exits with the command's status (3)" test "$rc" -eq 3
 
+# --- 2b. instruction counting: the guest boots with -icount; bad shifts are refused ---
+rc=0
+out=$("$guest/run-command.sh" --kernel "$kernel" --icount 0 -- sh -c 'echo counted') || rc=$?
+check "run-command.sh --icount 0 boots and runs the command" test "$rc-$out" = 0-counted
+rc=0
+"$guest/qemu.sh" --kernel "$kernel" --initrd "$kernel" --log "$tmp/icount.log" --icount x \
+	2>"$tmp/icount.err" || rc=$?
+check "qemu.sh --icount x exits 2 and says why" \
+	grep -q "must be a shift from 0 to 9" "$tmp/icount.err"
+check "qemu.sh --icount x exit status is 2" test "$rc" -eq 2
+
 # --- 3. arguments with spaces and quotes survive; --file works ---
 echo "file content" >"$tmp/data.txt"
 rc=0
