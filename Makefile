@@ -6,13 +6,18 @@ H := harness
 VARIANT ?= default
 THP ?= always
 
-.PHONY: all test deps base strip assemble export series apply bisect-build build run guest host-check clean help
+.PHONY: all test bench deps base strip assemble export series apply bisect-build build run guest host-check clean help
 
 all:
 	@$(H)/pipeline.sh main
 
 test:
 	@$(H)/pipeline.sh test
+
+# Ours against the base's own HMM, alternating boots; table, JSON and chart
+# under build/bench.  BENCH_ROUNDS=5 BENCH_ICOUNT_ROUNDS=2 BENCH_ARGS='...'
+bench:
+	@$(H)/bench.sh
 
 deps:
 	@$(H)/deps.sh

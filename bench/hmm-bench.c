@@ -108,9 +108,9 @@ static const char * const mem_names[NR_MEM] = {
 	[MEM_THP]	= "thp",
 };
 
+/* steps of eight up to 32M, then 512M: the big sizes dominate under TCG */
 static const size_t default_sizes[] = {
-	64UL << 10, 256UL << 10, 1UL << 20, 4UL << 20,
-	16UL << 20, 64UL << 20, 256UL << 20, 512UL << 20,
+	64UL << 10, 512UL << 10, 4UL << 20, 32UL << 20, 512UL << 20,
 };
 
 static const size_t smoke_sizes[] = { 64UL << 10, 2UL << 20 };
@@ -123,6 +123,7 @@ struct opts {
 	unsigned int only;		/* BIT(enum wl) of the workloads */
 	unsigned int threads;
 	unsigned long long reps_bytes;
+	unsigned long long dm_max;	/* largest size of the dmirror workloads */
 	bool smoke;
 };
 
@@ -1053,6 +1054,8 @@ static void run_group(struct bench *b, const struct group *g)
 		if (!(kinds & BIT(k)))
 			continue;
 		for (i = 0; i < o->nr_sizes; i++) {
+			if ((g->wls & DMIRROR_WLS) && o->sizes[i] > o->dm_max)
+				continue;
 			init_point(o, k, g->per_mem ? mem_names[k] : "-",
 				   o->sizes[i], &pt);
 			warnx("%s %s %zu x%u", name, pt.mem, pt.size, pt.reps);
@@ -1251,14 +1254,16 @@ static void print_usage(FILE *f)
 
 	fprintf(f,
 		"usage: hmm-bench [--smoke] [--sizes LIST] [--mem LIST] [--only LIST]\n"
-		"                 [--threads N] [--reps-bytes BYTES]\n"
+		"                 [--threads N] [--reps-bytes BYTES] [--dmirror-max SIZE]\n"
 		"  --smoke            sizes 64K,2M, one rep, no warm-up; any error or\n"
 		"                     page count mismatch makes the exit status 1\n"
 		"  --sizes LIST       sizes with K/M/G suffixes, multiples of 4096\n"
-		"                     (default 64K,256K,1M,4M,16M,64M,256M,512M)\n"
+		"                     (default 64K,512K,4M,32M,512M)\n"
 		"  --mem LIST         4k, thp (default both)\n"
 		"  --threads N        threads of cpu-fault-same/diff (default: CPUs, at least 2)\n"
 		"  --reps-bytes BYTES reps = BYTES / size, 1 to 16 (default 32M)\n"
+		"  --dmirror-max SIZE largest size of the dmirror workloads (default 32M:\n"
+		"                     test_hmm copies every page, minutes at 512M)\n"
 		"  --only LIST        workloads (default all):");
 	for (i = 0; i < NR_WL; i++)
 		fprintf(f, "%s%s", i % 6 ? " " : "\n    ", wl_names[i]);
@@ -1395,6 +1400,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		{ "only",	required_argument,	NULL, 'o' },
 		{ "threads",	required_argument,	NULL, 't' },
 		{ "reps-bytes",	required_argument,	NULL, 'r' },
+		{ "dmirror-max", required_argument,	NULL, 'd' },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ NULL,		0,			NULL, 0 }
 	};
@@ -1407,6 +1413,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 	o->only = BIT(NR_WL) - 1;
 	o->threads = cpus > 2 ? (cpus < MAX_THREADS ? cpus : MAX_THREADS) : 2;
 	o->reps_bytes = 32ULL << 20;
+	o->dm_max = 32ULL << 20;
 
 	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
 		switch (c) {
@@ -1426,6 +1433,10 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 't':
 			o->threads = parse_threads(optarg);
+			break;
+		case 'd':
+			if (parse_bytes(optarg, &o->dm_max) || !o->dm_max)
+				usage_error("bad size", optarg);
 			break;
 		case 'r':
 			if (parse_bytes(optarg, &o->reps_bytes))

@@ -4,7 +4,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 pkgs=(make gcc git flex bison bc libelf-dev libssl-dev cpio rsync xz-utils
-	qemu-system-x86 busybox-static ccache unifdef python3 python3-docutils python3-ply python3-git)
+	qemu-system-x86 busybox-static ccache unifdef python3 python3-docutils python3-ply python3-git
+	python3-matplotlib)
 stage "check build dependencies"
 missing=()
 for p in "${pkgs[@]}"; do

@@ -122,6 +122,13 @@ def main():
         if path.endswith(".rst"):
             problems += rst_check(os.path.join(ROOT, path), path)
             checked += 1
+    # the benchmark module and program (bench/) are not in the series but
+    # follow the same rules
+    for path in sorted(glob.glob(os.path.join(ROOT, "bench", "*.[ch]"))):
+        label = os.path.relpath(path, ROOT)
+        problems += checkpatch(tree, ["-f", path], label, allowed)
+        problems += ["%s: kernel-doc: %s" % (label, w) for w in kernel_doc(tree, path)]
+        checked += 1
     touched = subprocess.run(["git", "diff", "--name-only", "base", "HEAD", "--"] ,
                              cwd=tree, capture_output=True, text=True).stdout.split()
     with tempfile.TemporaryDirectory() as tmp:

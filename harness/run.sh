@@ -59,6 +59,14 @@ while read -r kind name what rest; do
 		echo "run_kselftest $name /tests/$name" >>"$plan"
 		expect+=(--expect "$name")
 		;;
+	bench)
+		# the benchmark module and program, built for this variant
+		run_logged "$LOGS/bench-build-$variant.log" "$HARNESS/bench-build.sh" "$variant"
+		cp "$BUILD/bench/$variant/hmm_bench.ko" "$BUILD/bench/$variant/hmm-bench" "$work/tests/"
+		printf 'run_cmd %s sh -c %q\n' "$name" \
+			"insmod /tests/hmm_bench.ko || exit 1; /tests/hmm-bench ${cmd[*]}; rc=\$?; rmmod hmm_bench || rc=1; exit \$rc" >>"$plan"
+		expect+=(--expect "$name")
+		;;
 	cmd)
 		printf 'run_cmd %s' "$name" >>"$plan"
 		printf ' %q' "${cmd[@]}" >>"$plan"

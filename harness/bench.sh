@@ -1,0 +1,105 @@
+#!/bin/bash
+# bench.sh: `make bench`, our HMM against the base's own, side by side.
+#
+# Builds `default` (the series) and `reference` (the unstripped base) with
+# the same config, builds the benchmark module and program against each,
+# then boots them in turn, ours first, reference second, for round 0 (the
+# warm-up, not counted) and rounds 1..ROUNDS under plain TCG, then for
+# rounds 1..ICOUNT_ROUNDS with QEMU's instruction counting (-icount), where
+# the guest clock counts instructions.  Every boot's output is kept under
+# build/bench/raw; bench/report.py turns them into the table (printed),
+# build/bench/results.json, build/bench/table.md and build/bench/bench.png.
+#
+# Environment: BENCH_ROUNDS (default 5), BENCH_ICOUNT_ROUNDS (default 2,
+# 0 for none), BENCH_ARGS (extra arguments of bench/hmm-bench, e.g.
+# "--sizes 64K,1M --only snapshot"), BENCH_ICOUNT_ARGS (its arguments in the
+# -icount rounds, which run about ten times slower; default
+# "--sizes 64K,256K,1M").
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+rounds=${BENCH_ROUNDS:-5}
+icount_rounds=${BENCH_ICOUNT_ROUNDS:-2}
+bench_args=${BENCH_ARGS:-}
+icount_args=${BENCH_ICOUNT_ARGS:---sizes 64K,256K,1M}
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be at least 1, not '$rounds'"
+[[ $icount_rounds =~ ^[0-9]+$ ]] || die "BENCH_ICOUNT_ROUNDS must be a number, not '$icount_rounds'"
+for a in "$bench_args" "$icount_args"; do
+	[[ $a =~ ^[-A-Za-z0-9,=\ ]*$ ]] || die "BENCH_ARGS and BENCH_ICOUNT_ARGS may hold only options and their values"
+done
+t0=$(date +%s)
+
+"$HARNESS/deps.sh"
+"$HARNESS/fetch-base.sh"
+"$HARNESS/strip.sh"
+"$HARNESS/assemble.sh"
+for v in default reference; do
+	"$HARNESS/build.sh" "$v"
+	"$HARNESS/bench-build.sh" "$v"
+done
+
+raw=$BUILD/bench/raw
+rm -rf "$raw"
+mkdir -p "$raw"
+failed=()
+
+# In the guest, before measuring: a clock with ns resolution (early in the
+# boot the kernel may still keep time with jiffies, 4 ms steps).
+cs=/sys/devices/system/clocksource/clocksource0/current_clocksource
+guest_prologue="for i in 1 2 3 4 5 6 7 8 9 10; do case \$(cat $cs) in *jiffies*) sleep 1 ;; *) break ;; esac; done
+case \$(cat $cs) in *jiffies*) echo 'the guest clock has only jiffies' >&2; exit 1 ;; esac
+echo clocksource \$(cat $cs) >&2"
+
+# boot MODE ROUND KERNEL: one guest run of the benchmark program.
+boot() {
+	local mode=$1 round=$2 kernel=$3 variant out name rc=0
+	variant=$([[ $kernel == ours ]] && echo default || echo reference)
+	out=$BUILD/out/$variant
+	name=$mode-r$round-$kernel
+	local extra=() args=$bench_args
+	[[ $mode == icount ]] && extra=(--icount 0) args=$icount_args
+	stage "$name ($variant)"
+	"$HARNESS/guest/run-command.sh" --kernel "$out/arch/x86/boot/bzImage" \
+		--modules "$out/mods" --file "$BUILD/bench/$variant/hmm_bench.ko" \
+		--file "$BUILD/bench/$variant/hmm-bench" --mem 4096 --smp 2 \
+		--timeout "${BENCH_TIMEOUT:-5400}" --append "transparent_hugepage=madvise" \
+		--log "$raw/$name.log" ${extra[@]+"${extra[@]}"} -- \
+		sh -c "$guest_prologue && insmod /lib/modules/test_hmm.ko && insmod /files/hmm_bench.ko && /files/hmm-bench $args" \
+		>"$raw/$name.out" 2>"$raw/$name.err" || rc=$?
+	if ((rc)); then
+		failed+=("$name (exit $rc)")
+		echo "    $name: exit $rc; $(grep -c '^BENCH ' "$raw/$name.out" || true) records" >&2
+		sed 's/^/    /' "$raw/$name.err" | tail -n 25 >&2
+	fi
+	stage_done "$(grep -c '^BENCH ' "$raw/$name.out" || true) records"
+}
+
+for ((r = 0; r <= rounds; r++)); do
+	boot tcg "$r" ours
+	boot tcg "$r" reference
+done
+for ((r = 1; r <= icount_rounds; r++)); do
+	boot icount "$r" ours
+	boot icount "$r" reference
+done
+
+stage "report"
+py=python3
+[[ -x /usr/bin/python3 ]] && py=/usr/bin/python3 # Debian's, with matplotlib
+rrc=0
+# every boot must have given its records: the fewest rounds of any mode
+min_rounds=$rounds
+((icount_rounds == 0 || icount_rounds >= rounds)) || min_rounds=$icount_rounds
+"$py" "$ROOT/bench/report.py" "$raw" --min-rounds "$min_rounds" \
+	--json "$BUILD/bench/results.json" --markdown "$BUILD/bench/table.md" \
+	--png "$BUILD/bench/bench.png" || rrc=$?
+stage_done "build/bench/{results.json,table.md,bench.png}"
+echo "    total time: $(($(date +%s) - t0)) s"
+if ((${#failed[@]})); then
+	printf '    boot with problems (console logs under %s): %s\n' "$raw" "${failed[@]}" >&2
+fi
+# ours must run clean; the reference's own failures are part of the figures
+for f in "${failed[@]}"; do
+	[[ $f == *-ours\ * ]] && exit 1
+done
+exit "$rrc"
