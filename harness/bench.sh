@@ -14,14 +14,14 @@
 # 0 for none), BENCH_ARGS (extra arguments of bench/hmm-bench, e.g.
 # "--sizes 64K,1M --only snapshot"), BENCH_ICOUNT_ARGS (its arguments in the
 # -icount rounds, which run about ten times slower; default
-# "--sizes 64K,256K,1M").
+# "--sizes 64K,1M --reps-bytes 1M").
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 rounds=${BENCH_ROUNDS:-5}
 icount_rounds=${BENCH_ICOUNT_ROUNDS:-2}
 bench_args=${BENCH_ARGS:-}
-icount_args=${BENCH_ICOUNT_ARGS:---sizes 64K,256K,1M}
+icount_args=${BENCH_ICOUNT_ARGS:---sizes 64K,1M --reps-bytes 1M}
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be at least 1, not '$rounds'"
 [[ $icount_rounds =~ ^[0-9]+$ ]] || die "BENCH_ICOUNT_ROUNDS must be a number, not '$icount_rounds'"
 for a in "$bench_args" "$icount_args"; do
