@@ -128,9 +128,9 @@ static unsigned long pool_used(void)
 }
 
 /* A locked, zeroed system page to migrate a device page back into. */
-static unsigned long sys_dst_pfn(void)
+static unsigned long sys_dst_pfn(gfp_t gfp)
 {
-	struct page *page = alloc_page(GFP_HIGHUSER_MOVABLE | __GFP_ZERO);
+	struct page *page = alloc_page(gfp | __GFP_ZERO);
 
 	if (!page)
 		return 0;
@@ -138,9 +138,13 @@ static unsigned long sys_dst_pfn(void)
 	return migrate_pfn(page_to_pfn(page));
 }
 
-/* Fill @dst for every page of @src that the core collected. */
+/*
+ * Fill @dst for every page of @src that the core collected: a pool page
+ * when @to_device, else a system page allocated with @gfp.  An entry left
+ * 0 (no page to be had) makes the core leave that page where it is.
+ */
 static void fill_dst(const unsigned long *src, unsigned long *dst,
-		     unsigned long npages, bool to_device)
+		     unsigned long npages, bool to_device, gfp_t gfp)
 {
 	unsigned long i;
 
@@ -151,7 +155,9 @@ static void fill_dst(const unsigned long *src, unsigned long *dst,
 		if (!(src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
 		if (!to_device) {
-			dst[i] = sys_dst_pfn();
+			/* 6.12 marks holes for migration too: leave them be */
+			if (migrate_pfn_to_page(src[i]))
+				dst[i] = sys_dst_pfn(gfp);
 			continue;
 		}
 		dpage = pool_alloc_page();
@@ -188,7 +194,7 @@ static vm_fault_t bench_migrate_to_ram(struct vm_fault *vmf)
 	if (migrate_vma_setup(&args))
 		return VM_FAULT_SIGBUS;
 	t1 = ktime_get_ns();
-	fill_dst(&src, &dst, 1, false);
+	fill_dst(&src, &dst, 1, false, GFP_HIGHUSER_MOVABLE);
 	t2 = ktime_get_ns();
 	migrate_vma_pages(&args);
 	migrate_vma_finalize(&args);
@@ -369,11 +375,11 @@ static int bench_migrate_vma(struct hmm_bench_cmd *cmd, bool to_device)
 	u64 t[4];
 	int ret;
 
-	sampler_start(&sampler, cmd->flags & HMM_BENCH_F_SAMPLE);
 	ret = alloc_pfns(npages, &args.src, &args.dst);
 	if (ret)
-		goto out;
-
+		return ret;
+	/* the peak is the core's: the pfn arrays above do not count */
+	sampler_start(&sampler, cmd->flags & HMM_BENCH_F_SAMPLE);
 	mmap_read_lock(mm);
 	args.vma = whole_vma(mm, args.start, args.end);
 	if (!args.vma) {
@@ -385,58 +391,66 @@ static int bench_migrate_vma(struct hmm_bench_cmd *cmd, bool to_device)
 	t[1] = ktime_get_ns();
 	if (ret)
 		goto unlock;
-	fill_dst(args.src, args.dst, npages, to_device);
+	fill_dst(args.src, args.dst, npages, to_device, GFP_HIGHUSER_MOVABLE);
 	t[2] = ktime_get_ns();
 	migrate_vma_pages(&args);
 	t[3] = ktime_get_ns();
-	cmd->pages = count_migrated(args.src, npages);
 	migrate_vma_finalize(&args);
 	cmd->phase_ns[0] = t[1] - t[0];
 	cmd->phase_ns[1] = t[3] - t[2];
 	cmd->phase_ns[2] = ktime_get_ns() - t[3];
 	cmd->ns = cmd->phase_ns[0] + cmd->phase_ns[1] + cmd->phase_ns[2];
+	/* finalize leaves @src as migrate_vma_pages() made it */
+	cmd->pages = count_migrated(args.src, npages);
 unlock:
 	mmap_read_unlock(mm);
+	cmd->peak_bytes = sampler_stop(&sampler);
 	kvfree(args.src);
 	kvfree(args.dst);
-out:
-	cmd->peak_bytes = sampler_stop(&sampler);
 	return ret;
 }
 
 /*
  * migrate_device_*() of @npages pool pages from @first back to system
- * memory, as a driver does when it gives its memory up.  Returns the
- * number of pages that moved, or an errno.
+ * memory, as a driver does when it gives its memory up.  With @cmd, the
+ * timings and the peak memory (if asked) go there; without, the system
+ * pages are allocated with __GFP_NOFAIL (module exit).  Returns the number
+ * of pages that moved, or an errno.
  */
 static long evict_pool_range(unsigned long first, unsigned long npages,
-			     u64 *phase_ns)
+			     struct hmm_bench_cmd *cmd)
 {
 	unsigned long *src, *dst, start_pfn = pool.base_pfn + first;
+	gfp_t gfp = GFP_HIGHUSER_MOVABLE | (cmd ? 0 : __GFP_NOFAIL);
+	struct bench_sampler sampler;
 	long moved;
-	u64 t[4];
+	u64 t[4], peak;
 	int ret;
 
 	ret = alloc_pfns(npages, &src, &dst);
 	if (ret)
 		return ret;
+	sampler_start(&sampler, cmd && (cmd->flags & HMM_BENCH_F_SAMPLE));
 	t[0] = ktime_get_ns();
 	ret = migrate_device_range(src, start_pfn, npages);
 	t[1] = ktime_get_ns();
 	if (ret)
 		goto out;
-	fill_dst(src, dst, npages, false);
+	fill_dst(src, dst, npages, false, gfp);
 	t[2] = ktime_get_ns();
 	migrate_device_pages(src, dst, npages);
 	t[3] = ktime_get_ns();
-	moved = count_migrated(src, npages);
 	migrate_device_finalize(src, dst, npages);
-	if (phase_ns) {
-		phase_ns[0] = t[1] - t[0];
-		phase_ns[1] = t[3] - t[2];
-		phase_ns[2] = ktime_get_ns() - t[3];
+	if (cmd) {
+		cmd->phase_ns[0] = t[1] - t[0];
+		cmd->phase_ns[1] = t[3] - t[2];
+		cmd->phase_ns[2] = ktime_get_ns() - t[3];
 	}
+	moved = count_migrated(src, npages);
 out:
+	peak = sampler_stop(&sampler);
+	if (cmd)
+		cmd->peak_bytes = peak;
 	kvfree(src);
 	kvfree(dst);
 	return ret ? ret : moved;
@@ -444,14 +458,11 @@ out:
 
 static int bench_evict(struct hmm_bench_cmd *cmd)
 {
-	struct bench_sampler sampler;
 	long moved;
 
 	if (cmd->addr)
 		return -EINVAL;
-	sampler_start(&sampler, cmd->flags & HMM_BENCH_F_SAMPLE);
-	moved = evict_pool_range(0, cmd->size >> PAGE_SHIFT, cmd->phase_ns);
-	cmd->peak_bytes = sampler_stop(&sampler);
+	moved = evict_pool_range(0, cmd->size >> PAGE_SHIFT, cmd);
 	if (moved < 0)
 		return moved;
 	cmd->pages = moved;
@@ -605,7 +616,8 @@ static int __init pool_init(void)
 	if (IS_ERR(pool.res))
 		return PTR_ERR(pool.res);
 
-	pool.npages = size >> PAGE_SHIFT;
+	/* the region may be larger than asked: the pagemap covers all of it */
+	pool.npages = resource_size(pool.res) >> PAGE_SHIFT;
 	pool.base_pfn = PHYS_PFN(pool.res->start);
 	pool.used = bitmap_zalloc(pool.npages, GFP_KERNEL);
 	if (!pool.used) {
@@ -640,8 +652,15 @@ release:
 /* Bring every page still out back to system memory, then drop the pool. */
 static void pool_exit(void)
 {
-	while (pool_used() && evict_pool_range(0, pool.npages, NULL) > 0)
-		cond_resched();
+	/*
+	 * A pass can move nothing while a CPU fault holds a page (the core
+	 * only trylocks it here): memunmap_pages() would then wait for good,
+	 * so try again until the pool is empty.
+	 */
+	while (pool_used()) {
+		if (evict_pool_range(0, pool.npages, NULL) <= 0)
+			usleep_range(500, 1000);
+	}
 	memunmap_pages(&pool.pgmap);
 	bitmap_free(pool.used);
 	release_mem_region(pool.res->start, resource_size(pool.res));
