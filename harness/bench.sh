@@ -14,14 +14,15 @@
 # 0 for none), BENCH_ARGS (extra arguments of bench/hmm-bench, e.g.
 # "--sizes 64K,1M --only snapshot"), BENCH_ICOUNT_ARGS (its arguments in the
 # -icount rounds, which run about ten times slower; default
-# "--sizes 64K,1M --reps-bytes 1M").
+# "--sizes 64K,1M --reps-bytes 1M --only" and the in-kernel workloads).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 rounds=${BENCH_ROUNDS:-5}
 icount_rounds=${BENCH_ICOUNT_ROUNDS:-2}
 bench_args=${BENCH_ARGS:-}
-icount_args=${BENCH_ICOUNT_ARGS:---sizes 64K,1M --reps-bytes 1M}
+icount_only=snapshot,fault-read,fault-write,to-dev,to-sys,evict,cpu-fault,exclusive,memcpy
+icount_args=${BENCH_ICOUNT_ARGS:---sizes 64K,1M --reps-bytes 1M --only $icount_only}
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be at least 1, not '$rounds'"
 [[ $icount_rounds =~ ^[0-9]+$ ]] || die "BENCH_ICOUNT_ROUNDS must be a number, not '$icount_rounds'"
 for a in "$bench_args" "$icount_args"; do
