@@ -580,6 +580,28 @@ static void wl_fault_write(struct bench *b, const struct point *pt)
 	wl_fault(b, pt, WL_FAULT_WRITE, HMM_BENCH_F_WRITE);
 }
 
+/*
+ * A fresh populated range for repetition @rep of @m and @m2 (which may be
+ * NULL); if it cannot be had, the repetition fails in both and NULL is
+ * returned.  @thp, if not NULL, gets the range's huge bytes.
+ */
+static char *fresh_range(const struct point *pt, int rep, struct meas *m,
+			 struct meas *m2, long long *thp)
+{
+	char *p;
+	int ret = map_populated(pt->kind, pt->size, &p);
+
+	if (ret) {
+		meas_fail(m, rep, ret);
+		if (m2)
+			meas_fail(m2, rep, ret);
+		return NULL;
+	}
+	if (thp)
+		sample_thp(pt, p, thp);
+	return p;
+}
+
 /* api to-dev, to-sys: migrate_vma of a fresh range there and back */
 static void wl_migrate(struct bench *b, const struct point *pt)
 {
@@ -591,13 +613,9 @@ static void wl_migrate(struct bench *b, const struct point *pt)
 	meas_init(&dev, b, pt, "api", WL_TO_DEV);
 	meas_init(&sys, b, pt, "api", WL_TO_SYS);
 	for (rep = -pt->warm; rep < (int)pt->reps; rep++) {
-		ret = map_populated(pt->kind, pt->size, &p);
-		if (ret) {
-			meas_fail(&dev, rep, ret);
-			meas_fail(&sys, rep, ret);
+		p = fresh_range(pt, rep, &dev, &sys, &dev.thp_bytes);
+		if (!p)
 			continue;
-		}
-		sample_thp(pt, p, &dev.thp_bytes);
 		ret = bench_range(b, HMM_BENCH_TO_DEV, p, pt->size, 0, &cmd);
 		meas_result(&dev, rep, ret, cmd.ns, cmd.pages);
 		ret = bench_range(b, HMM_BENCH_TO_SYS, p, pt->size, 0, &cmd);
@@ -774,13 +792,9 @@ static void wl_exclusive(struct bench *b, const struct point *pt)
 	meas_init(&excl, b, pt, "api", WL_EXCLUSIVE);
 	meas_init(&revoke, b, pt, "e2e", WL_REVOKE);
 	for (rep = -pt->warm; rep < (int)pt->reps; rep++) {
-		ret = map_populated(pt->kind, pt->size, &p);
-		if (ret) {
-			meas_fail(&excl, rep, ret);
-			meas_fail(&revoke, rep, ret);
+		p = fresh_range(pt, rep, &excl, &revoke, &excl.thp_bytes);
+		if (!p)
 			continue;
-		}
-		sample_thp(pt, p, &excl.thp_bytes);
 		ret = bench_range(b, HMM_BENCH_EXCLUSIVE, p, pt->size, 0, &cmd);
 		meas_result(&excl, rep, ret, cmd.ns, cmd.pages);
 		if (ret) {
@@ -900,12 +914,9 @@ static void wl_dm_migrate(struct bench *b, const struct point *pt)
 		goto out;
 	}
 	for (rep = -pt->warm; rep < (int)pt->reps; rep++) {
-		ret = map_populated(pt->kind, pt->size, &p);
-		if (ret) {
-			meas_fail(&dev, rep, ret);
-			meas_fail(&sys, rep, ret);
+		p = fresh_range(pt, rep, &dev, &sys, NULL);
+		if (!p)
 			continue;
-		}
 		ret = dmirror_op(b, HMM_DMIRROR_MIGRATE_TO_DEV, p, buf,
 				 pt->size, &ns, &cpages);
 		meas_result(&dev, rep, ret, ns, cpages);
@@ -935,11 +946,9 @@ static void wl_dm_exclusive(struct bench *b, const struct point *pt)
 		goto out;
 	}
 	for (rep = -pt->warm; rep < (int)pt->reps; rep++) {
-		ret = map_populated(pt->kind, pt->size, &p);
-		if (ret) {
-			meas_fail(&m, rep, ret);
+		p = fresh_range(pt, rep, &m, NULL, NULL);
+		if (!p)
 			continue;
-		}
 		ret = dmirror_op(b, HMM_DMIRROR_EXCLUSIVE, p, buf, pt->size,
 				 &ns, &cpages);
 		meas_result(&m, rep, ret, ns, cpages);
