@@ -130,6 +130,23 @@ static bool hmm_fill_span(struct hmm_walk_state *ws, unsigned long addr,
 {
 	unsigned long step = (val & HMM_PFN_VALID) ? 1 : 0;
 
+	/*
+	 * Without per-page requests every page asks the same, and @val grants
+	 * the same to every page: the span is settled, or one run, at once.
+	 */
+	if (!ws->may_fault || !ws->range->pfn_flags_mask) {
+		unsigned long *entry = hmm_entry(ws, addr);
+		unsigned long i, n = (end - addr) >> PAGE_SHIFT;
+
+		if (hmm_unmet(hmm_wanted(ws, addr), val)) {
+			ws->run_start = addr;
+			ws->run_end = end;
+			return true;
+		}
+		for (i = 0; i < n; i++)
+			entry[i] = val + i * step;
+		return false;
+	}
 	for (; addr < end; addr += PAGE_SIZE, val += step) {
 		if (hmm_unmet(hmm_wanted(ws, addr), val))
 			break;
