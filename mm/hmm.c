@@ -358,6 +358,21 @@ static enum hmm_verdict hmm_swap_verdict(struct hmm_walk_state *ws,
 	return hmm_unusable(want, out);
 }
 
+/*
+ * Does a present, non-zero-page PTE map a page the walk may report?  Where
+ * the architecture marks every PTE without a refcounted page special, the
+ * bit says it, sparing a snapshot a vm_normal_page() call on every PTE.
+ */
+static bool hmm_pte_has_page(struct vm_area_struct *vma, unsigned long addr,
+			     pte_t pte)
+{
+	if (pte_devmap(pte))
+		return true;
+	if (IS_ENABLED(CONFIG_ARCH_HAS_PTE_SPECIAL))
+		return !pte_special(pte);
+	return vm_normal_page(vma, addr, pte);
+}
+
 /**
  * hmm_pte_verdict() - decide what to report for one PTE
  * @ws: walk state
@@ -389,7 +404,7 @@ static enum hmm_verdict hmm_pte_verdict(struct hmm_walk_state *ws,
 	if (is_zero_pfn(pfn)) {
 		/* Readable, never writable: a write request faults it. */
 		have = HMM_PFN_VALID;
-	} else if (pte_devmap(pte) || vm_normal_page(vma, addr, pte)) {
+	} else if (hmm_pte_has_page(vma, addr, pte)) {
 		have = HMM_PFN_VALID;
 		if (pte_write(pte))
 			have |= HMM_PFN_WRITE;
