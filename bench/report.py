@@ -245,14 +245,16 @@ def spread_pct(values: list[float], middle: float) -> float | None:
     return (max(values) - min(values)) / middle * 100.0
 
 
-def kernel_figure(records: list[dict]) -> dict:
-    """The figure of one key for one kernel, from its records in round order."""
+def kernel_figure(records: list[dict], numbers: list[int]) -> dict:
+    """The figure of one key for one kernel, from its records in round order
+    (@numbers: their round numbers)."""
     medians = [record["median_ns"] for record in records]
     middle = statistics.median(medians)
     figure = {
         "median_ns": middle,
         "spread_pct": spread_pct(medians, middle),
         "n": len(records),
+        "round_medians": {str(n): m for n, m in zip(numbers, medians)},
         "ok": all(record.get("ok", True) for record in records),
     }
     for name in ("pages", "expected", "thp_bytes"):
@@ -267,11 +269,24 @@ def kernel_figure(records: list[dict]) -> dict:
 
 def kernel_figures(rounds: dict[int, Round]) -> dict[tuple, dict]:
     """Figures of every key a kernel measured, over its counted rounds."""
-    by_key: dict[tuple, list[dict]] = {}
+    by_key: dict[tuple, list[tuple[int, dict]]] = {}
     for number in sorted(rounds):
         for key, record in rounds[number].measurements.items():
-            by_key.setdefault(key, []).append(record)
-    return {key: kernel_figure(records) for key, records in by_key.items()}
+            by_key.setdefault(key, []).append((number, record))
+    return {key: kernel_figure([r for _, r in pairs], [n for n, _ in pairs])
+            for key, pairs in by_key.items()}
+
+
+def rounds_faster(ours: dict | None, reference: dict | None) -> tuple[int, int] | None:
+    """(rounds in which ours was faster, rounds both measured with a time),
+    comparing each round's ours with the same round's reference."""
+    if not ours or not reference:
+        return None
+    mine, theirs = ours["round_medians"], reference["round_medians"]
+    paired = [n for n in mine if n in theirs and mine[n] > 0 and theirs[n] > 0]
+    if not paired:
+        return None
+    return sum(1 for n in paired if mine[n] < theirs[n]), len(paired)
 
 
 def ratio_of(ours: dict | None, reference: dict | None) -> float | None:
@@ -310,6 +325,7 @@ def build_rows(figures: dict[str, dict[tuple, dict]], order: dict[str, int]) -> 
             "layer": layer, "workload": workload, "mem": mem, "size": size,
             "ours": ours, "reference": reference,
             "ratio": ratio_of(ours, reference),
+            "rounds_faster": rounds_faster(ours, reference),
             "memcpy_ns": baselines.get(size),
         })
     return rows
@@ -557,8 +573,13 @@ def figure_cell(figure: dict | None, name: str) -> str:
 
 
 TABLE_HEADER = ("layer", "workload", "mem", "size", "ours", "±%", "reference", "±%",
-                "ratio", "memcpy", "note")
-RIGHT_ALIGNED = frozenset(range(3, 10))
+                "ratio", "faster", "memcpy", "note")
+RIGHT_ALIGNED = frozenset(range(3, 11))
+
+
+def format_rounds(value: tuple[int, int] | None) -> str:
+    """`3/5`: ours was faster in 3 of the 5 rounds both measured."""
+    return "-" if value is None else f"{value[0]}/{value[1]}"
 
 
 def table_cells(rows: list[dict]) -> list[list[str]]:
@@ -567,7 +588,8 @@ def table_cells(rows: list[dict]) -> list[list[str]]:
              figure_cell(row["ours"], "median_ns"), figure_cell(row["ours"], "spread"),
              figure_cell(row["reference"], "median_ns"),
              figure_cell(row["reference"], "spread"),
-             format_ratio(row["ratio"]), format_time(row["memcpy_ns"]), row_note(row)]
+             format_ratio(row["ratio"]), format_rounds(row["rounds_faster"]),
+             format_time(row["memcpy_ns"]), row_note(row)]
             for row in rows]
 
 

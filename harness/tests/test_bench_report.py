@@ -167,6 +167,15 @@ class AggregationTest(ReportTestCase):
         self.assertAlmostEqual(self.run.row("e2e", "migrate", "thp", 2 * MIB)["ratio"], 3.0)
         self.assertIn("3.00x", self.run.text_line("e2e", "migrate", "thp", "2M"))
 
+    def test_rounds_faster_pairs_each_round_with_the_same_round(self):
+        # ours 100, 300, 140 against 200 each round: faster in rounds 1 and 3
+        self.assertEqual(self.run.row("api", "snapshot", "4k", 64 * KIB)["rounds_faster"],
+                         [2, 3])
+        # equal times are not faster
+        self.assertEqual(self.run.row("api", "fault", "4k", 64 * KIB)["rounds_faster"], [0, 3])
+        self.assertEqual(self.run.row("e2e", "migrate", "thp", 2 * MIB)["rounds_faster"],
+                         [0, 3])
+
     def test_memcpy_column_is_ours_of_the_same_size(self):
         self.assertEqual(self.run.row("api", "snapshot", "4k", 64 * KIB)["memcpy_ns"], 60)
         self.assertIsNone(self.run.row("api", "snapshot", "4k", 2 * MIB)["memcpy_ns"])
@@ -214,7 +223,7 @@ class AggregationTest(ReportTestCase):
 
     def test_markdown_contains_the_rows(self):
         self.assertIn("| api | snapshot | 4k | 64K | 140ns | 142.9 | 200ns | 0.0 | 0.70x "
-                      "| 60ns |  |", self.run.markdown)
+                      "| 2/3 | 60ns |  |", self.run.markdown)
         self.assertIn("| e2e | migrate | thp | 2M | 3.00us |", self.run.markdown)
         self.assertIn("ref: error: Device or resource busy |", self.run.markdown)
 
