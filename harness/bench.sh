@@ -13,7 +13,7 @@
 # Environment: BENCH_ROUNDS (default 5), BENCH_ICOUNT_ROUNDS (default 2,
 # 0 for none), BENCH_ARGS (extra arguments of bench/hmm-bench, e.g.
 # "--sizes 64K,1M --only snapshot"), BENCH_ICOUNT_ARGS (its arguments in the
-# -icount rounds, which run about ten times slower; default
+# -icount rounds, which run the guest on one host thread; default
 # "--sizes 64K,1M --reps-bytes 1M --only" and the in-kernel workloads).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
