@@ -3187,6 +3187,12 @@ TEST_F(hmm, exclusive_thp_part)
 	fill(buf, bytes, 345);
 	if (smaps_kb(buf, "AnonHugePages:") < (long)(SZ_2M >> 10))
 		SKIP(return, "no huge page could be allocated");
+	/*
+	 * The huge page stays, but khugepaged must not collapse the split
+	 * range again: with fewer than max_ptes_swap exclusive entries it
+	 * faults them back in on the way, which revokes them.
+	 */
+	ASSERT_EQ(madvise(buf, bytes, MADV_NOHUGEPAGE), 0);
 	out = malloc(bytes);
 	ASSERT_NE(out, NULL);
 
