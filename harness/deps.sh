@@ -9,7 +9,7 @@ pkgs=(make gcc git flex bison bc libelf-dev libssl-dev cpio rsync xz-utils
 stage "check build dependencies"
 missing=()
 for p in "${pkgs[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	[[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == *'install ok installed'* ]] || missing+=("$p")
 done
 if ((${#missing[@]})); then
 	if [[ $(id -u) -ne 0 ]]; then

@@ -57,7 +57,10 @@ block() {
 }
 # dmesg_has LOG REGEX: the dumped kernel log of LOG matches REGEX.
 dmesg_has() {
-	tr -d '\r' <"$1" | sed -n '/^HMMCI: DMESG-BEGIN/,/^HMMCI: DMESG-END/p' | grep -q "$2"
+	# grep reads to the end (no -q): an early exit would kill sed with
+	# SIGPIPE on a long log, which pipefail turns into a false "no match".
+	tr -d '\r' <"$1" | sed -n '/^HMMCI: DMESG-BEGIN/,/^HMMCI: DMESG-END/p' |
+		grep -c -- "$2" >/dev/null
 }
 
 echo "# kernel: $kernel"
