@@ -22,42 +22,13 @@ esac
 frags=("$HARNESS/config/base.config")
 [[ $variant == debug ]] && frags+=("$HARNESS/config/debug.config")
 out=$BUILD/out/$variant
-mkdir -p "$out"
 jobs=$(nproc)
-kmake=(with_build_lock make -C "$src" O="$out" ARCH=x86_64 -j"$jobs")
-if command -v ccache >/dev/null; then
-	kmake+=(CC="ccache gcc")
-	export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache} CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-20G}
-fi
+kmake_init "$src" "$out"
+kmake=("${KMAKE[@]}")
 
 stage "configure $variant"
-stamp=$(hash_files "${frags[@]}")
-if [[ ! -f $out/.config || $(cat "$out/.config-stamp" 2>/dev/null) != "$stamp" ]]; then
-	rm -f "$out/.config-stamp"
-	run_logged "$LOGS/config-$variant.log" "${kmake[@]}" tinyconfig
-	run_logged "$LOGS/config-$variant.log" \
-		"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "${frags[@]}"
-fi
-run_logged "$LOGS/config-$variant.log" "${kmake[@]}" olddefconfig
-# every fragment symbol this tree defines must have come out as asked
-defined=$(grep -rhoE --include='Kconfig*' '^[[:space:]]*(menu)?config [A-Z0-9_]+' "$src" |
-	awk '{ print $2 }' | sort -u)
-bad=() absent=()
-while IFS= read -r line; do
-	[[ $line =~ ^CONFIG_([A-Z0-9_]+)=(.*)$ ]] || continue
-	sym=${BASH_REMATCH[1]} val=${BASH_REMATCH[2]}
-	if ! grep -qx "$sym" <<<"$defined"; then
-		absent+=("$sym")
-	elif ! grep -qx "CONFIG_$sym=$val" "$out/.config"; then
-		bad+=("CONFIG_$sym=$val (got: $(grep -E "^(# )?CONFIG_$sym[= ]" "$out/.config" || echo unset))")
-	fi
-done < <(cat "${frags[@]}")
-if ((${#bad[@]})); then
-	printf '    not as asked: %s\n' "${bad[@]}" >&2
-	die "the $variant config does not have what the fragments ask (dependencies?)"
-fi
-echo "$stamp" >"$out/.config-stamp"
-stage_done "${absent[*]:+not in this tree: ${absent[*]}}"
+configure_kernel "$variant" "$src" "$out" "${frags[@]}"
+stage_done "${CONFIG_ABSENT[*]:+not in this tree: ${CONFIG_ABSENT[*]}}"
 
 stage "build $variant kernel and modules (-j$jobs)"
 log=$LOGS/build-$variant.log

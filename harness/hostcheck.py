@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """Run the host-side checks and record them as one run for results.py total.
 
-Usage: hostcheck.py --json OUT.json [--guest-kernel BZIMAGE]
+Usage: hostcheck.py --json OUT.json [--guest-kernel BZIMAGE] [--drivers]
 
 Checks: the harness's own unit tests (results parser, series tool, strip
 surgery, stage scripts), the round trip export -> assemble of the real
 series, checkpatch --strict and kernel-doc over the series (lint.py), `git am` of the exported series (export-series.sh),
-`make apply` on a copy of the base (tests/test_apply.sh), and,
-given a kernel, the guest runner's own test (it must catch a failing suite
-and a WARNING).
+`make apply` on a copy of the base (tests/test_apply.sh), the base's
+symbol exports kept by the series (exportcheck.py), given a kernel, the
+guest runner's own test (it must catch a failing suite and a WARNING), and
+with --drivers, the in-tree drivers' HMM objects compiled against the
+series (driver-check.sh: a kernel build, minutes when cold).
+
+Notes (the driver objects' N/M, the exports new in the series) go into the
+JSON's "notes"; `results.py total` prints them above its last line.
 """
 
 import argparse
@@ -42,8 +47,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", required=True)
     ap.add_argument("--guest-kernel")
+    ap.add_argument("--drivers", action="store_true",
+                    help="also compile the drivers' HMM objects (driver-check.sh)")
     args = ap.parse_args()
-    suites, problems = [], []
+    suites, problems, notes = [], [], []
 
     # Debian's python3 has the packages make installs (matplotlib for the
     # benchmark chart), whatever python3 comes first on PATH
@@ -91,6 +98,35 @@ def main():
     if failed:
         problems.append("style checks failed:\n" + (res.stdout + res.stderr)[-3000:])
 
+    res, secs = run([sys.executable, os.path.join(HERE, "exportcheck.py")])
+    ok = res.returncode == 0
+    suites.append(dict(name="exports", kind="host", passed=int(ok), failed=int(not ok),
+                       skipped=0, seconds=secs, rc=res.returncode, failed_tests=[]))
+    if not ok:
+        # the FAIL line (the summary shows a problem's first line) names the symbols
+        fail = re.findall(r"^FAIL: (exports: .*)$", res.stdout, re.M)
+        body = re.sub(r"(?m)^FAIL: exports: .*\n?", "", res.stdout + res.stderr)
+        problems.append((fail[0] if fail else "export check failed") + "\n" + body[-3000:])
+    new = re.search(r"^exports: every export of the base is kept \((.*)\)$", res.stdout, re.M)
+    if new:
+        notes.append("exports " + new.group(1))
+
+    if args.drivers:
+        res, secs = run(["bash", os.path.join(HERE, "driver-check.sh")])
+        passed = len(re.findall(r"^ok ", res.stdout, re.M))
+        skipped = len(re.findall(r"^xfail ", res.stdout, re.M))
+        failed = len(re.findall(r"^FAIL ", res.stdout, re.M))
+        if res.returncode and not failed:
+            failed = 1
+        suites.append(dict(name="driver-objects", kind="host", passed=passed, failed=failed,
+                           skipped=skipped, seconds=secs, rc=res.returncode, failed_tests=[]))
+        summary = re.findall(r"^driver objects: .*$", res.stdout, re.M)
+        if summary:
+            notes.append(summary[-1])
+        if failed:
+            problems.append((summary[-1] if summary else "driver-build check failed") + "\n" +
+                            (res.stdout + res.stderr)[-3000:])
+
     if args.guest_kernel:
         res, secs = run(["bash", os.path.join(HERE, "tests", "test_guest.sh"), args.guest_kernel])
         passed = len(re.findall(r"^ok ", res.stdout, re.M))
@@ -106,11 +142,14 @@ def main():
     for s in suites:
         print("    %-20s %4d passed %4d failed %4d skipped %5ds" %
               (s["name"], s["passed"], s["failed"], s["skipped"], s["seconds"]))
+    for note in notes:
+        print("    " + note)
     for prob in problems:
         print("FAIL: host: " + prob)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump(dict(run="host", ok=ok, suites=suites, problems=problems), f, indent=1)
+        json.dump(dict(run="host", ok=ok, suites=suites, problems=problems, notes=notes), f,
+                  indent=1)
     sys.exit(0 if ok else 1)
 
 

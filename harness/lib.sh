@@ -64,3 +64,58 @@ base_version() {
 base_tree() {
 	echo "$BUILD/base/linux-$(base_version)"
 }
+
+# kmake_init SRC OUT: set KMAKE, the kernel make command for SRC built in
+# OUT: through the build lock, all CPUs, with ccache when there is one.
+kmake_init() {
+	KMAKE=(with_build_lock make -C "$1" O="$2" ARCH=x86_64 -j"$(nproc)")
+	if command -v ccache >/dev/null; then
+		KMAKE+=(CC="ccache gcc")
+		export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache} CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-20G}
+	fi
+}
+
+# configure_kernel NAME SRC OUT FRAG...: tinyconfig with FRAGs merged in
+# (redone only when FRAGs change), then olddefconfig, through KMAKE
+# (kmake_init first).  Dies, naming them, if a fragment symbol that SRC
+# defines did not come out as asked, `CONFIG_X=v` or `# CONFIG_X is not
+# set` (a dependency missing, a select forcing it); the fragment
+# symbols SRC does not define are left in CONFIG_ABSENT.  Log:
+# build/logs/config-NAME.log.
+configure_kernel() {
+	local name=$1 src=$2 out=$3
+	shift 3
+	local frags=("$@") stamp defined line sym val bad=()
+	mkdir -p "$out"
+	stamp=$(hash_files "${frags[@]}")
+	if [[ ! -f $out/.config || $(cat "$out/.config-stamp" 2>/dev/null) != "$stamp" ]]; then
+		rm -f "$out/.config-stamp"
+		run_logged "$LOGS/config-$name.log" "${KMAKE[@]}" tinyconfig
+		run_logged "$LOGS/config-$name.log" \
+			"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "${frags[@]}"
+	fi
+	run_logged "$LOGS/config-$name.log" "${KMAKE[@]}" olddefconfig
+	defined=$(grep -rhoE --include='Kconfig*' '^[[:space:]]*(menu)?config [A-Z0-9_]+' "$src" |
+		awk '{ print $2 }' | sort -u)
+	CONFIG_ABSENT=()
+	while IFS= read -r line; do
+		if [[ $line =~ ^CONFIG_([A-Z0-9_]+)=(.*)$ ]]; then
+			sym=${BASH_REMATCH[1]} val=${BASH_REMATCH[2]}
+		elif [[ $line =~ ^#\ CONFIG_([A-Z0-9_]+)\ is\ not\ set$ ]]; then
+			sym=${BASH_REMATCH[1]} val=
+		else
+			continue
+		fi
+		if ! grep -qx "$sym" <<<"$defined"; then
+			CONFIG_ABSENT+=("$sym")
+		elif { [[ -n $val ]] && ! grep -qx "CONFIG_$sym=$val" "$out/.config"; } ||
+			{ [[ -z $val ]] && grep -q "^CONFIG_$sym=" "$out/.config"; }; then
+			bad+=("${line} (got: $(grep -E "^(# )?CONFIG_${sym}[= ]" "$out/.config" || echo unset))")
+		fi
+	done < <(cat "${frags[@]}")
+	if ((${#bad[@]})); then
+		printf '    not as asked: %s\n' "${bad[@]}" >&2
+		die "the $name config does not have what the fragments ask (dependencies?)"
+	fi
+	echo "$stamp" >"$out/.config-stamp"
+}

@@ -3,9 +3,11 @@
 #
 #   main  deps, base, strip, assemble, build `default`, run it in both THP
 #         modes, print the summary table.
-#   test  everything CI checks: main's steps, the host-side checks, the
-#         stripped base built and booted, and the `debug` variant built and
-#         run; ends with the line `N passed, N failed, N skipped`.
+#   test  everything CI checks: main's steps, the host-side checks (among
+#         them the export check and the drivers' HMM objects compiled,
+#         driver-check.sh), the stripped base built and booted, and the
+#         `debug` variant built and run; ends with the line
+#         `N passed, N failed, N skipped`.
 #
 # A guest run that fails does not stop the others: every result is reported,
 # and the exit status is non-zero if anything failed.
@@ -37,7 +39,7 @@ guest_run default madvise
 if [[ $mode == test ]]; then
 	stage "host-side checks"
 	runs+=("$res/host.json")
-	python3 "$HARNESS/hostcheck.py" --json "$res/host.json" \
+	python3 "$HARNESS/hostcheck.py" --json "$res/host.json" --drivers \
 		--guest-kernel "$BUILD/out/default/arch/x86/boot/bzImage" || true
 	stage_done
 	"$HARNESS/build.sh" stripped

@@ -10,9 +10,11 @@ skipped tests of every suite, checks the whole log for kernel splats and
 protocol breaches, prints a table plus one `FAIL:` line per problem, and
 writes the run's results as JSON.  It exits 0 only if the run is clean.
 
-`total` reads the JSON of several runs, prints one combined table and, as its
-last line, `N passed, N failed, N skipped`.  It exits 0 only if every run is
-clean.
+`total` reads the JSON of several runs, prints one combined table, a
+`FAIL:` line per problem, a `NOTE:` line per note of a run (its optional
+"notes": facts that are neither passes nor failures, such as the host
+checks' "driver objects: N/M build") and, as its last line, `N passed, N
+failed, N skipped`.  It exits 0 only if every run is clean.
 
 Counting rules:
   * Only leaf tests are counted.  A parent test (one whose own subtests were
@@ -475,6 +477,8 @@ def load_report(path: str) -> dict:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(report["ok"], bool) or not isinstance(report["problems"], list):
             raise TypeError("'ok' or 'problems' has the wrong type")
+        if not all(isinstance(note, str) for note in report.get("notes", [])):
+            raise TypeError("'notes' is not a list of strings")
         for suite in report["suites"]:
             if not all(isinstance(suite[key], int) for key in ("passed", "failed", "skipped")):
                 raise TypeError(f"suite {suite['name']}: counts are not integers")
@@ -511,6 +515,8 @@ def cmd_total(args: argparse.Namespace) -> int:
     reports = [load_report(path) for path in args.reports]
     lines = format_table([row for report in reports for row in run_rows(report)])
     lines += [line for report in reports for line in _fail_lines(report, first_line_only=True)]
+    lines += [f"NOTE: {report['run']}: {note}" for report in reports
+              for note in report.get("notes", [])]
     totals = [run_totals(report) for report in reports]
     passed, failed, skipped = (sum(column) for column in zip(*totals))
     lines.append(f"{passed} passed, {failed} failed, {skipped} skipped")

@@ -433,6 +433,27 @@ class TotalTest(unittest.TestCase):
         self.assertEqual(status, 1)
         self.assertEqual(output.splitlines()[-1], "0 passed, 1 failed, 0 skipped")
 
+    def test_notes_are_printed_above_the_count_line_and_not_counted(self):
+        path = Path(self.tmp.name, "host.json")
+        suites = [{"name": "driver-objects", "kind": "host", "passed": 4, "failed": 0,
+                   "skipped": 2, "seconds": 30, "rc": 0, "failed_tests": []}]
+        note = "driver objects: 4/6 build; expected failures: a.o, b.o (reason)"
+        path.write_text(json.dumps({"run": "host", "ok": True, "suites": suites,
+                                    "problems": [], "notes": [note]}))
+        status, output = run_main("total", self.json_for("clean.log", "x86"), str(path))
+        self.assertEqual(status, 0)
+        lines = output.splitlines()
+        self.assertEqual(lines[-2], "NOTE: host: " + note)
+        self.assertEqual(lines[-1], "13 passed, 0 failed, 5 skipped")
+
+    def test_notes_must_be_strings(self):
+        path = Path(self.tmp.name, "host.json")
+        path.write_text(json.dumps({"run": "host", "ok": True, "suites": [], "problems": [],
+                                    "notes": [3]}))
+        status, output = run_main("total", str(path))
+        self.assertEqual(status, 1)
+        self.assertIn("'notes' is not a list of strings", output)
+
 
 class ScriptTest(unittest.TestCase):
     """results.py works as an executable script."""
