@@ -86,8 +86,12 @@ timeout=${HMMCI_TIMEOUT:-900}
 stage "run $variant in QEMU (THP $thp, timeout ${timeout}s)"
 log=$res/$variant-$thp.log
 set +e
+# Four CPUs (on a 2-core host, under TCG): the concurrency tests (32
+# threads faulting one device page, evictions racing them) want more CPUs
+# than the host has, as a real machine would give them.
 "$HARNESS/guest/qemu.sh" --kernel "$kernel" --initrd "$initrd" --log "$log" \
-	--timeout "$timeout" --append "transparent_hugepage=$thp hugepages=64" >"$LOGS/qemu-$variant-$thp.log" 2>&1
+	--timeout "$timeout" --smp "${HMMCI_SMP:-4}" \
+	--append "transparent_hugepage=$thp hugepages=64" >"$LOGS/qemu-$variant-$thp.log" 2>&1
 qrc=$?
 python3 "$HARNESS/results.py" parse --log "$log" --run "$variant/$thp" "${expect[@]}" \
 	--json "$res/$variant-$thp.json"
