@@ -27,20 +27,24 @@
  *
  * Locking, outermost first:
  *
- *   mmap_lock (read)           held around every migrate_vma_* sequence and
- *                              every hmm_range_fault() call, never together
- *                              with a mirror lock -- except while pages
- *                              made exclusive are recorded
+ *   mmap_lock (read)           held around every migrate_vma_* sequence,
+ *                              every hmm_range_fault() call and every
+ *                              make_device_exclusive_range() call; a mirror
+ *                              lock is taken inside it only to record the
+ *                              result, never around a page table walk
  *   page lock                  pages being migrated, taken by migrate_vma_*
  *                              (the fault page by the fault handler); pages
  *                              made exclusive, until they are recorded
  *   hmmt_device.grow_lock      serialises adding memory chunks
- *   hmmt_mirror.lock           the mirror page table, see below
+ *   hmmt_mirror.lock           the mirror page table and the in-flight
+ *                              windows, see below
  *   hmmt_device.pool_lock      spinlock: chunk table and free page bitmaps
  *
  * Nothing faults on user memory or allocates memory that may reclaim while
  * holding a mirror lock: reclaim can call the mirror's mmu notifier, which
- * takes that lock.
+ * takes that lock.  Likewise mmu_interval_read_begin(), which waits for
+ * the invalidations under way to end, is called with no lock held but the
+ * mmap lock: one of them may be waiting for a mirror lock or a page lock.
  */
 #include <linux/bitmap.h>
 #include <linux/cdev.h>
@@ -149,6 +153,11 @@ struct hmmt_device {
 	struct hmmt_chunk	*chunks[HMMT_MAX_CHUNKS];
 	unsigned int		nr_chunks;
 	unsigned long		pages_used;
+
+	/* migrate_to_ram() calls, for the sysfs file cpu_faults */
+	atomic64_t		cpu_faults;
+	/* sysfs evict_delay_ms: a pause in the middle of each eviction */
+	unsigned int		evict_delay_ms;
 };
 
 /*
@@ -158,25 +167,33 @@ struct hmmt_device {
  * it.  Its entries are of two kinds, both changed only under @lock:
  *
  * Migration records (pointers) name a device page that MIGRATE_TO_DEV moved
- * there.  They are added before the migration is finalized (the new device
- * page is still locked and the CPU page table still holds a migration
- * entry, so the page cannot leave the device before it is recorded).  They
- * are removed before the device page can be freed or reused: by the mmu
- * notifier for every change of the CPU page table that the device did not
- * start itself, and by the code that migrates a page back, which looks the
- * entry up through the page's hmmt_store.  A reader that takes a reference
- * on the page under @lock may therefore use the page and its backing store
- * after dropping it.
+ * there.  They are added between migrate_vma_pages() and
+ * migrate_vma_finalize(), while the new device page is still locked: no
+ * CPU fault or other migration can take it away before it is recorded.
+ * A zap of the address (MADV_DONTNEED, which only needs the mmap lock for
+ * reading too) takes no page lock, though: it may remove the migration
+ * entry, or the entry of a page put into a hole, after migrate_vma_setup()
+ * and before the record exists, with nothing in the mirror yet for the mmu
+ * notifier to drop; finalize then frees the page.  So a migration works
+ * inside an in-flight window (struct hmmt_inflight) that the mmu notifier
+ * marks for every such change, and a page whose address was marked is not
+ * recorded.  Once added, a record is removed before the device page can be
+ * freed or reused: by the mmu notifier for every change of the CPU page
+ * table that the device did not start itself, and by the code that
+ * migrates a page back, which looks the entry up through the page's
+ * hmmt_store.  A reader that takes a reference on the page under @lock may
+ * therefore use the page and its backing store after dropping it.
  *
  * Mirrored pages (xarray values) record the pfn that hmm_range_fault()
  * found mapped at the address, a system page or one of this device's
  * pages, and whether the CPU page table let it be written.  They are added
- * under @lock only after mmu_interval_read_retry() said that no
- * invalidation ran since the walk, and the mmu notifier removes them for
- * every invalidation of their address, this device's own migrations
- * included (those move the page away).  So as long as such an entry is
- * present the page is still mapped there, cannot be freed, and may be
- * accessed -- under @lock only; no reference is taken.
+ * under @lock only once nothing can have changed the address since the
+ * walk: for hmm_range_fault() when mmu_interval_read_retry() says so, for
+ * pages made exclusive when their in-flight window is unmarked.  The mmu
+ * notifier removes them for every invalidation of their address, this
+ * device's own migrations included (those move the page away).  So as long
+ * as such an entry is present the page is still mapped there, cannot be
+ * freed, and may be accessed -- under @lock only; no reference is taken.
  *
  * The mirror is reference counted: the file holds one reference and every
  * device page that records it in its hmmt_store holds one, because such a
@@ -189,6 +206,37 @@ struct hmmt_mirror {
 	struct mmu_interval_notifier	notifier;
 	struct mutex			lock;	/* see above */
 	struct xarray			ptab;
+	struct list_head		inflight; /* hmmt_inflight.list */
+};
+
+/*
+ * An in-flight window: the range a MIGRATE_TO_DEV batch or an EXCLUSIVE
+ * chunk works on, from before it looks at the CPU page table until its
+ * result is in the mirror.  The mmu notifier marks [dirty_start, dirty_end)
+ * to cover whatever part of the range an invalidation touches, with two
+ * exceptions that cannot take away a page the window holds:
+ *
+ * - this device's own migrations (and its own make_device_exclusive_range()
+ *   calls, which the notifier ignores altogether): they only take pages
+ *   they can lock, and a window keeps the pages it took locked until it is
+ *   closed;
+ * - invalidations @task makes itself, which come from the migrate_vma_* and
+ *   make_device_exclusive_range() calls of the window: splitting a THP,
+ *   unmapping a page from other processes, giving back a page an earlier
+ *   call made exclusive.  Each of those happens before the page it touches
+ *   is taken.
+ *
+ * The notifier sequence cannot tell the two kinds of invalidation apart,
+ * which is why windows exist.  Protected by hmmt_mirror.lock; lives on the
+ * stack of @task.
+ */
+struct hmmt_inflight {
+	struct list_head	list;		/* in hmmt_mirror.inflight */
+	struct task_struct	*task;
+	unsigned long		start;
+	unsigned long		end;
+	unsigned long		dirty_start;	/* == dirty_end: unmarked */
+	unsigned long		dirty_end;
 };
 
 /* What a handed-out device page carries in page->zone_device_data. */
@@ -260,6 +308,32 @@ static void hmmt_ptab_drop(struct hmmt_mirror *mirror, unsigned long start,
 	}
 }
 
+/*
+ * Mark what @range touches of the mirror's in-flight windows, see struct
+ * hmmt_inflight.  The caller has ruled out this device's own migrations.
+ */
+static void hmmt_inflight_mark(struct hmmt_mirror *mirror,
+			       const struct mmu_notifier_range *range)
+{
+	struct hmmt_inflight *win;
+
+	lockdep_assert_held(&mirror->lock);
+	list_for_each_entry(win, &mirror->inflight, list) {
+		unsigned long start = max(range->start, win->start);
+		unsigned long end = min(range->end, win->end);
+
+		if (start >= end || win->task == current)
+			continue;
+		if (win->dirty_start == win->dirty_end) {
+			win->dirty_start = start;
+			win->dirty_end = end;
+		} else {
+			win->dirty_start = min(win->dirty_start, start);
+			win->dirty_end = max(win->dirty_end, end);
+		}
+	}
+}
+
 static bool hmmt_invalidate(struct mmu_interval_notifier *mni,
 			    const struct mmu_notifier_range *range,
 			    unsigned long cur_seq)
@@ -284,7 +358,8 @@ static bool hmmt_invalidate(struct mmu_interval_notifier *mni,
 	 * The pages they move away from system memory, or back to it, are
 	 * no longer where a mirrored page entry says, though; and a racing
 	 * hmm_range_fault() user must start over, so the sequence moves on
-	 * for them as for any other invalidation.
+	 * for them as for any other invalidation.  Any other invalidation
+	 * may also have taken a page from under an in-flight window.
 	 */
 	own_migration = range->event == MMU_NOTIFY_MIGRATE &&
 			range->owner == mirror->hdev;
@@ -295,6 +370,8 @@ static bool hmmt_invalidate(struct mmu_interval_notifier *mni,
 		return false;
 
 	mmu_interval_set_seq(mni, cur_seq);
+	if (!own_migration)
+		hmmt_inflight_mark(mirror, range);
 	hmmt_ptab_drop(mirror, range->start, range->end, own_migration);
 	mutex_unlock(&mirror->lock);
 	return true;
@@ -303,6 +380,49 @@ static bool hmmt_invalidate(struct mmu_interval_notifier *mni,
 static const struct mmu_interval_notifier_ops hmmt_notifier_ops = {
 	.invalidate = hmmt_invalidate,
 };
+
+/*
+ * Open an in-flight window on [@start, @end) for the current task.  An
+ * invalidation that went past the mmu notifier before the window was on
+ * the list may still be changing the page table: wait for it to end, so
+ * that from here on every change of the range that is not ours is either
+ * complete or marks the window.  Called with no lock held but the mmap
+ * lock, see the top of this file.
+ */
+static void hmmt_inflight_open(struct hmmt_mirror *mirror,
+			       struct hmmt_inflight *win, unsigned long start,
+			       unsigned long end)
+{
+	win->task = current;
+	win->start = start;
+	win->end = end;
+	win->dirty_start = 0;
+	win->dirty_end = 0;
+
+	mutex_lock(&mirror->lock);
+	list_add(&win->list, &mirror->inflight);
+	mutex_unlock(&mirror->lock);
+
+	mmu_interval_read_begin(&mirror->notifier);
+}
+
+/* Close @win; called under mirror->lock, after its result is recorded. */
+static void hmmt_inflight_close(struct hmmt_mirror *mirror,
+				struct hmmt_inflight *win)
+{
+	lockdep_assert_held(&mirror->lock);
+	list_del(&win->list);
+}
+
+/*
+ * Whether someone else may have changed the CPU page table entry of the
+ * page at @addr since @win was opened.  Called under mirror->lock.
+ */
+static bool hmmt_inflight_changed(const struct hmmt_inflight *win,
+				  unsigned long addr)
+{
+	return addr < win->dirty_end && addr + PAGE_SIZE > win->dirty_start;
+}
 
 /*
  * Look up the device page that the migration record of virtual page @vpfn
@@ -642,12 +762,14 @@ static int hmmt_to_dev_prepare(struct hmmt_mirror *mirror,
 }
 
 /*
- * Record the pages of a batch that made it to the device in the mirror.
- * Called between migrate_vma_pages() and migrate_vma_finalize(), see the
- * comment above struct hmmt_mirror.
+ * Record the pages of a batch that made it to the device in the mirror and
+ * close the batch's in-flight window @win.  Called between
+ * migrate_vma_pages() and migrate_vma_finalize(), see the comment above
+ * struct hmmt_mirror.
  */
 static int hmmt_to_dev_record(struct hmmt_mirror *mirror,
-			      struct migrate_vma *mig)
+			      struct migrate_vma *mig,
+			      struct hmmt_inflight *win)
 {
 	unsigned long vpfn = mig->start >> PAGE_SHIFT;
 	int ret = 0;
@@ -660,8 +782,16 @@ static int hmmt_to_dev_record(struct hmmt_mirror *mirror,
 
 		if (!dpage)
 			continue;
-		if (!(mig->src[i] & MIGRATE_PFN_MIGRATE)) {
-			/* Not migrated after all; finalize frees dpage. */
+		/*
+		 * Not migrated after all, finalize frees dpage; or maybe
+		 * zapped meanwhile, and then finalize finds no entry to map
+		 * dpage with and frees it too.  Either way it must not be
+		 * recorded.  A page that did get mapped is still ours: the
+		 * device reaches it through hmm_range_fault(), and
+		 * MIGRATE_TO_DEV reports it missing this time.
+		 */
+		if (!(mig->src[i] & MIGRATE_PFN_MIGRATE) ||
+		    hmmt_inflight_changed(win, vpfn << PAGE_SHIFT)) {
 			xa_release(&mirror->ptab, vpfn);
 			continue;
 		}
@@ -678,6 +808,7 @@ static int hmmt_to_dev_record(struct hmmt_mirror *mirror,
 			xa_clear_mark(&mirror->ptab, vpfn, HMMT_MARK_WRITE);
 		xa_clear_mark(&mirror->ptab, vpfn, HMMT_MARK_EXCLUSIVE);
 	}
+	hmmt_inflight_close(mirror, win);
 	mutex_unlock(&mirror->lock);
 	return ret;
 }
@@ -686,22 +817,31 @@ static int hmmt_to_dev_record(struct hmmt_mirror *mirror,
 static int hmmt_to_dev_batch(struct hmmt_mirror *mirror,
 			     struct migrate_vma *mig)
 {
+	struct hmmt_inflight win;
 	int ret, err;
 
+	/* Before setup: a zap may hit any page from the moment it is taken. */
+	hmmt_inflight_open(mirror, &win, mig->start, mig->end);
 	ret = migrate_vma_setup(mig);
-	if (ret)
+	if (ret) {
+		mutex_lock(&mirror->lock);
+		hmmt_inflight_close(mirror, &win);
+		mutex_unlock(&mirror->lock);
 		return ret;
+	}
 	ret = hmmt_to_dev_prepare(mirror, mig);
 	migrate_vma_pages(mig);
-	err = hmmt_to_dev_record(mirror, mig);
+	err = hmmt_to_dev_record(mirror, mig, &win);
 	migrate_vma_finalize(mig);
 	return ret ? ret : err;
 }
 
 /*
  * Copy what the device holds for [start, end) to the user buffer at
- * @cmd->ptr.  Every page of the range must be in the mirror, else -ENOENT.
- * Counts the pages copied in @cmd->cpages.
+ * @cmd->ptr.  Every page of the range must be in the mirror, else -ENOENT:
+ * a page that did not move, or that something else unmapped or changed
+ * while it moved (see hmmt_to_dev_record()), is not.  Counts the pages
+ * copied in @cmd->cpages.
  */
 static int hmmt_report(struct hmmt_mirror *mirror,
 		       struct hmm_dmirror_cmd *cmd, unsigned long start,
@@ -872,6 +1012,7 @@ static vm_fault_t hmmt_migrate_to_ram(struct vm_fault *vmf)
 	struct page *dpage, *page;
 	vm_fault_t ret = 0;
 
+	atomic64_inc(&hmmt_page_device(vmf->page)->cpu_faults);
 	if (migrate_vma_setup(&mig))
 		return VM_FAULT_SIGBUS;
 
@@ -924,11 +1065,16 @@ static int hmmt_evict_window(struct hmmt_chunk *chunk,
 			     unsigned long n, bool nofail)
 {
 	gfp_t gfp = GFP_HIGHUSER_MOVABLE | (nofail ? __GFP_NOFAIL : 0);
-	int ret = 0;
+	unsigned int delay;
 	unsigned long i;
+	int ret = 0;
 
 	memset(xfer->dst, 0, n * sizeof(xfer->dst[0]));
 	migrate_device_range(xfer->src, chunk->first_pfn + first, n);
+	/* Let a test unmap the pages or exit while they are collected. */
+	delay = READ_ONCE(chunk->hdev->evict_delay_ms);
+	if (delay)
+		msleep(delay);
 
 	for (i = 0; i < n; i++) {
 		struct page *dpage = migrate_pfn_to_page(xfer->src[i]);
@@ -980,29 +1126,26 @@ static unsigned int hmmt_nr_chunks(struct hmmt_device *hdev)
 }
 
 /*
- * HMM_DMIRROR_RELEASE: evict all of the device's memory.  A page that is
- * busy (locked by a concurrent migration or fault) is skipped by
- * migrate_device_range(); try a few times before giving up on it, it is
- * not lost either way.  Chunks are never removed before module unload, so
- * reading them without grow_lock is fine.
+ * HMM_DMIRROR_RELEASE: evict all of the device's memory, in one pass, as a
+ * driver unbinding from its device would: migrate_device_range() waits for
+ * pages that a CPU fault or a migration holds at the time, so none is left
+ * behind unless it lacks system memory to go to (-ENOMEM).  Chunks are
+ * never removed before module unload, so reading them without grow_lock is
+ * fine.
  */
 static int hmmt_release_all(struct hmmt_device *hdev)
 {
 	unsigned int nr = hmmt_nr_chunks(hdev);
 	struct hmmt_xfer *xfer;
-	int pass, ret = 0;
 	unsigned int i;
+	int ret = 0;
 
 	xfer = kmalloc(sizeof(*xfer), GFP_KERNEL);
 	if (!xfer)
 		return -ENOMEM;
-	for (i = 0; i < nr; i++) {
-		struct hmmt_chunk *chunk = hdev->chunks[i];
-
-		for (pass = 0; pass < 4 && hmmt_chunk_used(chunk); pass++)
-			if (hmmt_evict_chunk(chunk, xfer, false))
-				ret = -ENOMEM;
-	}
+	for (i = 0; i < nr; i++)
+		if (hmmt_evict_chunk(hdev->chunks[i], xfer, false))
+			ret = -ENOMEM;
 	kfree(xfer);
 	return ret;
 }
@@ -1107,10 +1250,10 @@ static int hmmt_range_fault_locked(struct hmmt_mirror *mirror,
  * under mirror->lock, right after the sequence check.
  *
  * One of this device's own pages may come back read-only although a write
- * was asked for: hmm_range_fault() is allowed to report the caller's own
- * device pages as they are mapped (6.12's does; ours faults them back).
- * Then -EAGAIN is returned with the address in @unshare, for the caller to
- * move that page back to system memory first.
+ * was asked for: hmm_range_fault() reports the caller's own device pages as
+ * they are mapped and never faults them (a fault would call our own
+ * migrate_to_ram()).  Then -EAGAIN is returned with the address in
+ * @unshare, for the caller to move that page back to system memory first.
  */
 static int hmmt_ptab_fill(struct hmmt_mirror *mirror,
 			  const struct hmm_range *range, bool write,
@@ -1160,35 +1303,47 @@ static int hmmt_ptab_fill(struct hmmt_mirror *mirror,
 }
 
 /*
- * Move this device's page mapped read-only at @addr back to system memory,
- * so that a write fault can copy it (after fork()) like any other page.
- * A write to a VMA without VM_WRITE is refused right away instead.
+ * Move this device's pages mapped in [@start, @end) back to system memory,
+ * so that a write fault can copy them (after fork()) like any other page:
+ * @start is the first one that hmm_range_fault() reported read-only, and
+ * the others of the range are likely read-only too.  One batch, which
+ * stops at the end of the VMA or of the page table; the caller comes back
+ * for the rest.  A write to a VMA without VM_WRITE is refused right away
+ * instead.
  */
-static int hmmt_unshare(struct hmmt_mirror *mirror, unsigned long addr)
+static int hmmt_unshare(struct hmmt_mirror *mirror, unsigned long start,
+			unsigned long end)
 {
 	struct mm_struct *mm = mirror->notifier.mm;
-	unsigned long src = 0, dst = 0;
+	struct hmmt_xfer *xfer;
 	struct migrate_vma mig = {
-		.start		= addr,
-		.end		= addr + PAGE_SIZE,
-		.src		= &src,
-		.dst		= &dst,
+		.start		= start,
 		.pgmap_owner	= mirror->hdev,
 		.flags		= MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
 	};
 	u64 moved = 0;
 	int ret;
 
-	if (mmap_read_lock_killable(mm))
+	xfer = kmalloc(sizeof(*xfer), GFP_KERNEL);
+	if (!xfer)
+		return -ENOMEM;
+	mig.src = xfer->src;
+	mig.dst = xfer->dst;
+	if (mmap_read_lock_killable(mm)) {
+		kfree(xfer);
 		return -EINTR;
-	mig.vma = vma_lookup(mm, addr);
-	if (!mig.vma)
+	}
+	mig.vma = vma_lookup(mm, start);
+	if (!mig.vma) {
 		ret = -EFAULT;
-	else if (!(mig.vma->vm_flags & VM_WRITE))
+	} else if (!(mig.vma->vm_flags & VM_WRITE)) {
 		ret = -EPERM;
-	else
+	} else {
+		mig.end = hmmt_batch_end(mig.vma, start, end);
 		ret = hmmt_to_sys_batch(mirror, &mig, &moved);
+	}
 	mmap_read_unlock(mm);
+	kfree(xfer);
 	return ret;
 }
 
@@ -1223,7 +1378,7 @@ static int hmmt_mirror_chunk(struct hmmt_mirror *mirror,
 			ret = -EBUSY;
 			break;
 		}
-		ret = hmmt_unshare(mirror, unshare);
+		ret = hmmt_unshare(mirror, unshare, range->end);
 	}
 
 	for (i = 0; i < npages; i++)
@@ -1485,75 +1640,107 @@ static int hmmt_snapshot(struct hmmt_mirror *mirror,
  *
  * The pages come back from make_device_exclusive_range() locked, which keeps
  * a CPU fault, migration and reclaim from taking them back before they are
- * recorded.  What remains is a zap under the mmap read lock (MADV_DONTNEED):
- * one that starts after the sequence is read is caught by the sequence
- * check, one that got there first has unmapped the page by then (reading
- * the sequence waits for running invalidations to end).  The sequence is
- * only read now, not before the call: making a THP exclusive splits it,
- * which invalidates the range (and our own MMU_NOTIFY_EXCLUSIVE events are
- * skipped, see hmmt_invalidate()).
+ * recorded.  What remains is a zap under the mmap read lock (MADV_DONTNEED),
+ * which takes no page lock: an in-flight window opened before the call
+ * catches that.  The window is opened, which waits for running
+ * invalidations, while no page is locked yet: such an invalidation may need
+ * one of the page locks to finish.
+ *
+ * The notifier sequence cannot replace the window:
+ * make_device_exclusive_range() invalidates the range itself when it splits
+ * a THP, and when it faults back a page still exclusive from an earlier
+ * call.  The second happens on every retry, so a sequence check would
+ * retry for ever.
+ *
+ * When something else did change the range, nothing is recorded: the pages
+ * are let go and it all starts over, for up to HMM_RANGE_DEFAULT_TIMEOUT ms.
  *
  * Returns 0 when every page was made exclusive and recorded, -EBUSY when some
- * page could not be (what was recorded stays so), or another negative errno
- * from make_device_exclusive_range().
+ * page could not be (what was recorded stays so) or the range kept changing,
+ * -EINTR on a fatal signal, or another negative errno from
+ * make_device_exclusive_range().
  */
 static int hmmt_exclusive_chunk(struct hmmt_mirror *mirror,
 				unsigned long start, unsigned long end)
 {
+	unsigned long deadline =
+		jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
 	unsigned long npages = (end - start) >> PAGE_SHIFT;
 	unsigned long vpfn = start >> PAGE_SHIFT;
 	struct mm_struct *mm = mirror->notifier.mm;
 	struct page *pages[HMMT_MIRROR_PAGES];
-	unsigned long seq, i, recorded = 0;
+	unsigned long i, recorded = 0;
 	int ret = 0, got;
 
 	/* Reserve the slots now: no allocation under the mirror lock. */
 	for (i = 0; i < npages && !ret; i++)
 		ret = xa_reserve(&mirror->ptab, vpfn + i, GFP_KERNEL);
-	if (ret)
-		goto release;
 
-	if (mmap_read_lock_killable(mm)) {
-		ret = -EINTR;
-		goto release;
-	}
-	got = make_device_exclusive_range(mm, start, end, pages, mirror->hdev);
-	if (got < 0) {
-		ret = got;
-		goto unlock_mm;
-	}
+	while (!ret) {
+		struct hmmt_inflight win;
+		bool changed;
 
-	seq = mmu_interval_read_begin(&mirror->notifier);
-	mutex_lock(&mirror->lock);
-	for (i = 0; i < got; i++) {
-		unsigned long pfn;
-		void *old;
-
-		if (!pages[i] || !folio_mapped(page_folio(pages[i])) ||
-		    mmu_interval_read_retry(&mirror->notifier, seq))
-			continue;
-		pfn = page_to_pfn(pages[i]);
-		old = xa_store(&mirror->ptab, vpfn + i, hmmt_pfn_entry(pfn, true),
-			       GFP_NOWAIT | __GFP_NOWARN);
-		if (xa_is_err(old))
-			continue;
-		xa_set_mark(&mirror->ptab, vpfn + i, HMMT_MARK_EXCLUSIVE);
-		recorded++;
-	}
-	mutex_unlock(&mirror->lock);
-
-	/* From here on a CPU access revokes the device's access. */
-	for (i = 0; i < got; i++) {
-		if (pages[i]) {
-			unlock_page(pages[i]);
-			put_page(pages[i]);
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			break;
 		}
+		if (time_after(jiffies, deadline)) {
+			ret = -EBUSY;
+			break;
+		}
+
+		hmmt_inflight_open(mirror, &win, start, end);
+		if (mmap_read_lock_killable(mm)) {
+			mutex_lock(&mirror->lock);
+			hmmt_inflight_close(mirror, &win);
+			mutex_unlock(&mirror->lock);
+			ret = -EINTR;
+			break;
+		}
+		got = make_device_exclusive_range(mm, start, end, pages,
+						  mirror->hdev);
+		if (got < 0) {
+			ret = got;
+			got = 0;	/* no page to record or release */
+		}
+
+		mutex_lock(&mirror->lock);
+		changed = win.dirty_start != win.dirty_end;
+		hmmt_inflight_close(mirror, &win);
+		for (i = 0; !changed && i < got; i++) {
+			unsigned long pfn;
+			void *old;
+
+			if (!pages[i])
+				continue;
+			pfn = page_to_pfn(pages[i]);
+			old = xa_store(&mirror->ptab, vpfn + i,
+				       hmmt_pfn_entry(pfn, true),
+				       GFP_NOWAIT | __GFP_NOWARN);
+			if (xa_is_err(old))
+				continue;
+			xa_set_mark(&mirror->ptab, vpfn + i,
+				    HMMT_MARK_EXCLUSIVE);
+			recorded++;
+		}
+		mutex_unlock(&mirror->lock);
+
+		/* From here on a CPU access revokes the device's access. */
+		for (i = 0; i < got; i++) {
+			if (pages[i]) {
+				unlock_page(pages[i]);
+				put_page(pages[i]);
+			}
+		}
+		mmap_read_unlock(mm);
+
+		if (!changed)
+			break;
+		cond_resched();
 	}
-unlock_mm:
-	mmap_read_unlock(mm);
+
 	if (!ret && recorded < npages)
 		ret = -EBUSY;
-release:
 	for (i = 0; i < npages; i++)
 		xa_release(&mirror->ptab, vpfn + i);
 	return ret;
@@ -1628,6 +1815,7 @@ static int hmmt_open(struct inode *inode, struct file *filp)
 	mirror->hdev = hdev;
 	mutex_init(&mirror->lock);
 	xa_init(&mirror->ptab);
+	INIT_LIST_HEAD(&mirror->inflight);
 
 	/* Mirror the whole user address space of the opener. */
 	ret = mmu_interval_notifier_insert(&mirror->notifier, mm, 0,
@@ -1795,9 +1983,56 @@ static ssize_t chunks_show(struct device *dev, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(chunks);
 
+/*
+ * How often the core asked this device to give a page back to a CPU fault;
+ * the tests use it to see that concurrent faults on one page are handled
+ * by one call, not retried over and over.
+ */
+static ssize_t cpu_faults_show(struct device *dev,
+			       struct device_attribute *attr, char *buf)
+{
+	struct hmmt_device *hdev = container_of(dev, struct hmmt_device, dev);
+
+	return sysfs_emit(buf, "%lld\n", atomic64_read(&hdev->cpu_faults));
+}
+static DEVICE_ATTR_RO(cpu_faults);
+
+/*
+ * A pause, in milliseconds, between collecting a window of device pages for
+ * eviction and moving them: the tests use it to have a process unmap them
+ * or exit while the eviction holds them.  0 (the default) for none.
+ */
+static ssize_t evict_delay_ms_show(struct device *dev,
+				   struct device_attribute *attr, char *buf)
+{
+	struct hmmt_device *hdev = container_of(dev, struct hmmt_device, dev);
+
+	return sysfs_emit(buf, "%u\n", READ_ONCE(hdev->evict_delay_ms));
+}
+
+static ssize_t evict_delay_ms_store(struct device *dev,
+				    struct device_attribute *attr,
+				    const char *buf, size_t count)
+{
+	struct hmmt_device *hdev = container_of(dev, struct hmmt_device, dev);
+	unsigned int ms;
+	int ret;
+
+	ret = kstrtouint(buf, 0, &ms);
+	if (ret)
+		return ret;
+	if (ms > 10000)
+		return -EINVAL;
+	WRITE_ONCE(hdev->evict_delay_ms, ms);
+	return count;
+}
+static DEVICE_ATTR_RW(evict_delay_ms);
+
 static struct attribute *hmmt_attrs[] = {
 	&dev_attr_pages_used.attr,
 	&dev_attr_chunks.attr,
+	&dev_attr_cpu_faults.attr,
+	&dev_attr_evict_delay_ms.attr,
 	NULL,
 };
 ATTRIBUTE_GROUPS(hmmt);

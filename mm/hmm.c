@@ -114,8 +114,9 @@ static bool hmm_unmet(unsigned long want, unsigned long have)
  * @ws: walk state
  * @addr: first page of the span
  * @end: end of the span (exclusive)
- * @val: the entry for @addr: 0, HMM_PFN_ERROR, or a pfn with its flags,
- *	in which case the pfn goes up by one for each following page
+ * @val: the entry for @addr: 0, HMM_PFN_ERROR, or a pfn with its flags
+ *	(possibly none), in which case the pfn goes up by one for each
+ *	following page
  *
  * Used for holes and for leaves that map the whole span in one entry (huge
  * PMD or PUD, hugetlb page), so the span is filled without looking at
@@ -128,7 +129,7 @@ static bool hmm_unmet(unsigned long want, unsigned long have)
 static bool hmm_fill_span(struct hmm_walk_state *ws, unsigned long addr,
 			  unsigned long end, unsigned long val)
 {
-	unsigned long step = (val & HMM_PFN_VALID) ? 1 : 0;
+	unsigned long step = (val & ~HMM_PFN_FLAGS) ? 1 : 0;
 
 	/*
 	 * Without per-page requests every page asks the same, and @val grants
@@ -318,44 +319,40 @@ static enum hmm_verdict hmm_swap_verdict(struct hmm_walk_state *ws,
 {
 	void *owner = ws->range->dev_private_owner;
 	swp_entry_t entry = pte_to_swp_entry(pte);
-	unsigned long have;
 
-	if (is_device_private_entry(entry)) {
-		/*
-		 * The entry holds a reference on the device page and we hold
-		 * the PTL, so the page and its pgmap are stable here.  Pages
-		 * of the caller's own device are reported as they are; any
-		 * other device-private page is only reachable by migrating it
-		 * back to system memory, which the CPU fault does.
-		 */
-		if (owner && pfn_swap_entry_to_page(entry)->pgmap->owner == owner) {
-			have = HMM_PFN_VALID;
-			if (is_writable_device_private_entry(entry))
-				have |= HMM_PFN_WRITE;
-			if (!hmm_unmet(want, have)) {
-				*out = swp_offset_pfn(entry) | have;
-				return HMM_SETTLED;
-			}
-		}
-		return hmm_settle(want, 0, out);
-	}
 	/*
-	 * A page some device holds exclusive access to: not usable until a
-	 * CPU fault takes it back, which a request does.
+	 * Pages of the caller's own device are reported as they are, and
+	 * never faulted, whatever the request: the fault would call back
+	 * into the caller's migrate_to_ram(), which may well be waiting on
+	 * this very call.  A write request on a read-only one (a COW copy
+	 * after fork) therefore comes back without HMM_PFN_WRITE, and the
+	 * driver decides what to do about it.  The entry holds a reference on
+	 * the device page and we hold the PTL, so the page and its pgmap are
+	 * stable here.
 	 */
-	if (is_device_exclusive_entry(entry))
-		return hmm_settle(want, 0, out);
-	if (is_migration_entry(entry)) {
-		if (want)
-			return HMM_NEEDS_WAIT;
+	if (is_device_private_entry(entry) &&
+	    pfn_swap_entry_to_page(entry)->pgmap->owner == owner) {
+		*out = swp_offset_pfn(entry) | HMM_PFN_VALID;
+		if (is_writable_device_private_entry(entry))
+			*out |= HMM_PFN_WRITE;
+		return HMM_SETTLED;
+	}
+	/* Unless asked for, nothing the CPU cannot use is looked into. */
+	if (!want) {
 		*out = 0;
 		return HMM_SETTLED;
 	}
-	/* A real swap entry: a fault reads the page back in. */
-	if (!non_swap_entry(entry))
-		return hmm_settle(want, 0, out);
-	/* Poisoned pages and anything not known here. */
-	return hmm_unusable(want, out);
+	if (is_migration_entry(entry))
+		return HMM_NEEDS_WAIT;
+	/*
+	 * A real swap entry, another device's private page, or a page some
+	 * device holds exclusive access to: the CPU fault brings the page
+	 * back.  Poisoned pages and anything not known here cannot be had.
+	 */
+	if (!non_swap_entry(entry) || is_device_private_entry(entry) ||
+	    is_device_exclusive_entry(entry))
+		return HMM_NEEDS_FAULT;
+	return HMM_FAILS;
 }
 
 /*
@@ -396,24 +393,26 @@ static enum hmm_verdict hmm_pte_verdict(struct hmm_walk_state *ws,
 		return hmm_settle(want, 0, out);
 	if (!pte_present(pte))
 		return hmm_swap_verdict(ws, want, pte, out);
-	/* NUMA hinting: unusable until a fault restores the protection. */
-	if (pte_protnone(pte))
-		return hmm_settle(want, 0, out);
 
-	pfn = pte_pfn(pte);
-	if (is_zero_pfn(pfn)) {
-		/* Readable, never writable: a write request faults it. */
-		have = HMM_PFN_VALID;
-	} else if (hmm_pte_has_page(vma, addr, pte)) {
+	/*
+	 * A NUMA hinting PTE gives nothing until a fault restores the
+	 * protection; unless one is asked for, the pfn is reported without
+	 * any flag, as by 6.12.
+	 */
+	have = 0;
+	if (!pte_protnone(pte)) {
 		have = HMM_PFN_VALID;
 		if (pte_write(pte))
 			have |= HMM_PFN_WRITE;
-	} else {
-		/* A special mapping without a usable struct page. */
-		return hmm_unusable(want, out);
 	}
 	if (hmm_unmet(want, have))
 		return HMM_NEEDS_FAULT;
+
+	/* The zero page is readable, never writable (its PTE says so). */
+	pfn = pte_pfn(pte);
+	if (!is_zero_pfn(pfn) && !hmm_pte_has_page(vma, addr, pte))
+		/* A special mapping without a usable struct page. */
+		return hmm_unusable(want, out);
 	*out = pfn | have;
 	return HMM_SETTLED;
 }
@@ -526,7 +525,8 @@ static int hmm_walk_pmd_leaf(struct hmm_walk_state *ws, pmd_t *pmdp,
 	if (!pmd_present(pmd)) {
 		val = HMM_PFN_ERROR;
 	} else if (pmd_protnone(pmd)) {
-		val = 0;
+		/* NUMA hinting: the pfn without any flag, as for a PTE. */
+		val = pmd_pfn(pmd) + ((addr & ~PMD_MASK) >> PAGE_SHIFT);
 	} else if (is_huge_zero_pmd(pmd)) {
 		val = HMM_PFN_VALID;
 	} else if (pmd_devmap(pmd) || vm_normal_page_pmd(vma, addr, pmd)) {
@@ -714,10 +714,14 @@ static bool hmm_range_valid(const struct hmm_range *range)
  * %HMM_PFN_REQ_FAULT, possibly with %HMM_PFN_REQ_WRITE, are first faulted in
  * as by a remote access from the CPU, so that the result meets the request.
  * Device-private pages owned by @range->dev_private_owner are reported with
- * their pfn, unless a write is requested on a read-only one (a COW copy
- * after fork): that one, like any other device-private page a fault is
- * requested for, is migrated back to system memory by the CPU fault path.
- * Other device-private pages are reported as 0 when no fault is requested.
+ * their pfn, %HMM_PFN_VALID and, if the CPU may write to them,
+ * %HMM_PFN_WRITE; they are never faulted, even when a write is requested on
+ * a read-only one (a COW copy after fork), since that would call the
+ * caller's own migrate_to_ram().  Other device-private pages, like swapped
+ * out pages and pages under device-exclusive access, are reported as 0
+ * when no fault is requested and brought back by the CPU fault path when
+ * one is.  Other non-present entries (poisoned pages) are 0 without a
+ * request and -EFAULT with one.
  *
  * The caller's side of the contract:
  *
@@ -780,4 +784,4 @@ int hmm_range_fault(struct hmm_range *range)
 		cond_resched();
 	}
 }
-EXPORT_SYMBOL_GPL(hmm_range_fault);
+EXPORT_SYMBOL(hmm_range_fault);

@@ -6,9 +6,15 @@
  * kunit_vm_mmap(), covers it with a real mmu_interval_notifier and plays
  * the driver: mmu_interval_read_begin(), hmm_range_fault() under the mmap
  * lock, mmu_interval_read_retry() under the "driver" lock.
+ *
+ * The last tests check that walkers of the reverse map leave alone the
+ * device-exclusive entries of make_device_exclusive_range(), which keep the
+ * mapcount and the rmap of the PTE they replace, and count them as a use.
  */
 #include <kunit/resource.h>
 #include <kunit/test.h>
+#include <linux/file.h>
+#include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/hmm.h>
 #include <linux/mm.h>
@@ -16,7 +22,11 @@
 #include <linux/mmu_notifier.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/page_idle.h>
+#include <linux/rmap.h>
 #include <linux/sizes.h>
+#include <linux/swap.h>
+#include <linux/swapops.h>
 #include <linux/uaccess.h>
 
 /* How often hmm_kunit_mirror() starts over after an invalidation. */
@@ -453,6 +463,22 @@ static void hmm_kunit_bad_range(struct kunit *test)
  * Skipped when no THP is given to us (THP disabled, "madvise" mode, or no
  * huge page free).
  */
+/*
+ * Ask for transparent huge pages in the mirror's VMA (MADV_HUGEPAGE), so
+ * that a PMD-aligned fault gets one in the "madvise" THP mode too.
+ */
+static void hmm_kunit_want_thp(struct kunit *test, struct hmm_kunit_mirror *m)
+{
+	struct vm_area_struct *vma;
+
+	mmap_write_lock(current->mm);
+	vma = vma_lookup(current->mm, m->addr);
+	if (vma)
+		vm_flags_set(vma, VM_HUGEPAGE);
+	mmap_write_unlock(current->mm);
+	KUNIT_ASSERT_NOT_NULL(test, vma);
+}
+
 static void hmm_kunit_thp(struct kunit *test)
 {
 	const unsigned int order = PMD_SHIFT - PAGE_SHIFT;
@@ -465,6 +491,7 @@ static void hmm_kunit_thp(struct kunit *test)
 
 	/* Room for two aligned blocks: [first, +nr) and [first + nr, +nr). */
 	m = hmm_kunit_map(test, 3 * nr, PROT_READ | PROT_WRITE);
+	hmm_kunit_want_thp(test, m);
 	first = (ALIGN(m->addr, PMD_SIZE) - m->addr) >> PAGE_SHIFT;
 
 	range = hmm_kunit_range(m, first + nr, nr, HMM_PFN_REQ_FAULT);
@@ -479,8 +506,8 @@ static void hmm_kunit_thp(struct kunit *test)
 	range = hmm_kunit_range(m, first, nr,
 				HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE);
 	KUNIT_ASSERT_EQ(test, hmm_kunit_mirror(m, &range, NULL), 0);
-	if (hmm_pfn_to_map_order(m->pfns[first]) != order)
-		kunit_skip(test, "range not backed by a THP");
+	KUNIT_ASSERT_EQ_MSG(test, hmm_pfn_to_map_order(m->pfns[first]), order,
+			    "the write fault did not give a THP");
 
 	/* A snapshot of the THP sees the same. */
 	range.default_flags = 0;
@@ -497,6 +524,296 @@ static void hmm_kunit_thp(struct kunit *test)
 	}
 }
 
+/*
+ * The PTE mapping @addr in the test's mm, or pte_none() if there is no page
+ * table.  pte_offset_map() is not exported, but the page tables of an
+ * anonymous VMA are only freed with the mmap lock held for writing, and
+ * without CONFIG_HIGHPTE they are in the direct map, where
+ * pte_offset_kernel() finds them.
+ */
+static pte_t hmm_kunit_read_pte(unsigned long addr)
+{
+	struct mm_struct *mm = current->mm;
+	pte_t pte = __pte(0);
+	pmd_t *pmd, pmdval;
+	pgd_t *pgd;
+	p4d_t *p4d;
+	pud_t *pud;
+
+	mmap_read_lock(mm);
+	pgd = pgd_offset(mm, addr);
+	if (!pgd_present(pgdp_get(pgd)))
+		goto out;
+	p4d = p4d_offset(pgd, addr);
+	if (!p4d_present(p4dp_get(p4d)))
+		goto out;
+	pud = pud_offset(p4d, addr);
+	if (!pud_present(pudp_get(pud)) || pud_leaf(pudp_get(pud)))
+		goto out;
+	pmd = pmd_offset(pud, addr);
+	pmdval = pmdp_get(pmd);
+	if (!pmd_present(pmdval) || pmd_leaf(pmdval))
+		goto out;
+	pte = ptep_get(pte_offset_kernel(&pmdval, addr));
+out:
+	mmap_read_unlock(mm);
+	return pte;
+}
+
+/* Is the PTE mapping @addr a device-exclusive entry for @pfn? */
+static bool hmm_kunit_is_exclusive(unsigned long addr, unsigned long pfn)
+{
+	pte_t pte = hmm_kunit_read_pte(addr);
+	swp_entry_t entry;
+
+	if (pte_none(pte) || pte_present(pte))
+		return false;
+	entry = pte_to_swp_entry(pte);
+	return is_device_exclusive_entry(entry) && swp_offset_pfn(entry) == pfn;
+}
+
+/* Is the PTE mapping @addr present, for @pfn? */
+static bool hmm_kunit_is_present(unsigned long addr, unsigned long pfn)
+{
+	pte_t pte = hmm_kunit_read_pte(addr);
+
+	return pte_present(pte) && pte_pfn(pte) == pfn;
+}
+
+/*
+ * Fill page @index of the mapping with @fill from the CPU, then make it
+ * exclusive to the pretend device.  Returns the page as
+ * make_device_exclusive_range() hands it out: locked and referenced.
+ */
+static struct page *hmm_kunit_exclusive(struct kunit *test,
+					struct hmm_kunit_mirror *m,
+					unsigned long index, u8 fill)
+{
+	unsigned long addr = m->addr + index * PAGE_SIZE;
+	struct page *page = NULL;
+	int ret;
+
+	if (IS_ENABLED(CONFIG_HIGHPTE))
+		kunit_skip(test, "page tables may be in highmem");
+	hmm_kunit_write(test, m, index, fill);
+	mmap_read_lock(current->mm);
+	ret = make_device_exclusive_range(current->mm, addr, addr + PAGE_SIZE,
+					  &page, m);
+	mmap_read_unlock(current->mm);
+	KUNIT_ASSERT_EQ(test, ret, 1);
+	KUNIT_ASSERT_NOT_NULL(test, page);
+	return page;
+}
+
+/* Does a CPU read of page @index find @fill?  It revokes exclusive access. */
+static bool hmm_kunit_cpu_reads(struct kunit *test, struct hmm_kunit_mirror *m,
+				unsigned long index, u8 fill)
+{
+	void __user *uaddr = (void __user *)(m->addr + index * PAGE_SIZE);
+	u8 *buf = kunit_kmalloc(test, PAGE_SIZE, GFP_KERNEL);
+	bool same;
+
+	KUNIT_ASSERT_NOT_NULL(test, buf);
+	same = !copy_from_user(buf, uaddr, PAGE_SIZE) &&
+	       !memchr_inv(buf, fill, PAGE_SIZE);
+	kunit_kfree(test, buf);
+	return same;
+}
+
+/*
+ * Reclaim asks folio_referenced() whether a folio was used.  For a page a
+ * device holds exclusively the answer is yes, and the device-exclusive
+ * entry must come out of the question untouched (clearing its "young" bit
+ * turned it into a swap-file entry on arm64).  folio_referenced() is
+ * exported to KUnit tests only.
+ */
+static void hmm_kunit_exclusive_referenced(struct kunit *test)
+{
+	unsigned long vm_flags = 0, vm_flags_again = 0, pfn;
+	struct hmm_kunit_mirror *m;
+	int referenced, again;
+	struct folio *folio;
+	struct page *page;
+	bool exclusive;
+
+	m = hmm_kunit_map(test, 1, PROT_READ | PROT_WRITE);
+	page = hmm_kunit_exclusive(test, m, 0, 0x3c);
+	folio = page_folio(page);
+	pfn = page_to_pfn(page);
+
+	/*
+	 * Reclaim holds the folio lock: keep the one we were given.  Ask
+	 * twice, the first answer must not have used anything up.
+	 */
+	referenced = folio_referenced(folio, 1, NULL, &vm_flags);
+	again = folio_referenced(folio, 1, NULL, &vm_flags_again);
+	folio_unlock(folio);
+	/* Not under the folio lock: the mmap lock ranks above it. */
+	exclusive = hmm_kunit_is_exclusive(m->addr, pfn);
+	put_page(page);
+
+	KUNIT_EXPECT_EQ(test, referenced, 1);
+	KUNIT_EXPECT_TRUE(test, vm_flags & VM_WRITE);
+	KUNIT_EXPECT_EQ(test, again, 1);
+	KUNIT_EXPECT_EQ(test, vm_flags_again, vm_flags);
+	KUNIT_EXPECT_TRUE(test, exclusive);
+
+	/* The CPU gets the page back, data and all. */
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_cpu_reads(test, m, 0, 0x3c));
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_is_present(m->addr, pfn));
+}
+
+static void hmm_kunit_fput(void *file)
+{
+	fput(file);
+}
+
+/* Write @len bytes of @buf to the file at @path; returns 0 or -errno. */
+static int hmm_kunit_write_file(const char *path, const void *buf, size_t len)
+{
+	struct file *file = filp_open(path, O_WRONLY, 0);
+	loff_t pos = 0;
+	ssize_t ret;
+
+	if (IS_ERR(file))
+		return PTR_ERR(file);
+	ret = kernel_write(file, buf, len, &pos);
+	fput(file);
+	if (ret < 0)
+		return ret;
+	return ret == len ? 0 : -EIO;
+}
+
+/*
+ * Mark the folio of @pfn idle through the page_idle bitmap, then read the
+ * bit back: is the folio still idle?
+ */
+static bool hmm_kunit_idle(struct kunit *test, struct file *bitmap,
+			   unsigned long pfn)
+{
+	loff_t where = pfn / 64 * sizeof(u64), pos;
+	u64 word = BIT_ULL(pfn % 64);
+
+	pos = where;
+	KUNIT_ASSERT_EQ(test, kernel_write(bitmap, &word, sizeof(word), &pos),
+			(ssize_t)sizeof(word));
+	pos = where;
+	KUNIT_ASSERT_EQ(test, kernel_read(bitmap, &word, sizeof(word), &pos),
+			(ssize_t)sizeof(word));
+	return word & BIT_ULL(pfn % 64);
+}
+
+/*
+ * The same through idle page tracking, which modules and user space reach
+ * through /sys/kernel/mm/page_idle/bitmap: a page the device holds
+ * exclusively is never idle, its entry stays as it is, while a page nobody
+ * touches (the control, to show the bitmap works) stays idle.
+ */
+static void hmm_kunit_exclusive_idle(struct kunit *test)
+{
+	unsigned long pfn, control_pfn;
+	struct hmm_kunit_mirror *m;
+	struct file *bitmap;
+	struct folio *folio;
+	struct page *page;
+	pte_t control;
+	int ret;
+
+	if (!IS_ENABLED(CONFIG_IDLE_PAGE_TRACKING))
+		kunit_skip(test, "no CONFIG_IDLE_PAGE_TRACKING");
+	bitmap = filp_open("/sys/kernel/mm/page_idle/bitmap", O_RDWR, 0);
+	if (IS_ERR(bitmap))
+		kunit_skip(test, "no /sys/kernel/mm/page_idle/bitmap");
+	ret = kunit_add_action_or_reset(test, hmm_kunit_fput, bitmap);
+	KUNIT_ASSERT_EQ(test, ret, 0);
+
+	m = hmm_kunit_map(test, 2, PROT_READ | PROT_WRITE);
+	hmm_kunit_write(test, m, 1, 0x5a);
+	control = hmm_kunit_read_pte(m->addr + PAGE_SIZE);
+	KUNIT_ASSERT_TRUE(test, pte_present(control));
+	control_pfn = pte_pfn(control);
+	page = hmm_kunit_exclusive(test, m, 0, 0x3c);
+	folio = page_folio(page);
+	pfn = page_to_pfn(page);
+	folio_unlock(folio);
+
+	/*
+	 * Idle page tracking only looks at folios on an LRU list: flush the
+	 * per-CPU batches that new pages wait in (drop_caches does).
+	 */
+	ret = hmm_kunit_write_file("/proc/sys/vm/drop_caches", "1", 1);
+	if (ret || !folio_test_lru(folio) ||
+	    !folio_test_lru(pfn_folio(control_pfn))) {
+		put_page(page);
+		kunit_skip(test, "cannot put the pages on the LRU (%d)", ret);
+	}
+
+	KUNIT_EXPECT_FALSE(test, hmm_kunit_idle(test, bitmap, pfn));
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_is_exclusive(m->addr, pfn));
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_idle(test, bitmap, control_pfn));
+	put_page(page);
+
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_cpu_reads(test, m, 0, 0x3c));
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_is_present(m->addr, pfn));
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_cpu_reads(test, m, 1, 0x5a));
+}
+
+/*
+ * A THP that cannot be split, because someone else holds a reference to one
+ * of its pages, is not made exclusive, and make_device_exclusive_range()
+ * returns with no lock held on it: it must never sleep on a lock of its
+ * own while it looks up the next page.
+ */
+static void hmm_kunit_exclusive_unsplittable(struct kunit *test)
+{
+	const unsigned long nr = PMD_SIZE >> PAGE_SHIFT, n = 4;
+	struct page *pages[4], *pin = NULL;
+	struct hmm_kunit_mirror *m;
+	unsigned long huge, i;
+	struct folio *folio;
+	long ret;
+
+	if (!IS_ENABLED(CONFIG_TRANSPARENT_HUGEPAGE))
+		kunit_skip(test, "no THP support");
+	m = hmm_kunit_map(test, 2 * nr, PROT_READ | PROT_WRITE);
+	hmm_kunit_want_thp(test, m);
+	huge = ALIGN(m->addr, PMD_SIZE);
+	hmm_kunit_write(test, m, (huge - m->addr) >> PAGE_SHIFT, 0x77);
+
+	/* Our reference on the second page keeps the THP from splitting. */
+	mmap_read_lock(current->mm);
+	ret = get_user_pages(huge + PAGE_SIZE, 1, 0, &pin);
+	mmap_read_unlock(current->mm);
+	KUNIT_ASSERT_EQ(test, ret, 1);
+	folio = page_folio(pin);
+	if (!folio_test_large(folio)) {
+		put_page(pin);
+		KUNIT_FAIL(test, "the write fault did not give a THP");
+		return;
+	}
+
+	mmap_read_lock(current->mm);
+	ret = make_device_exclusive_range(current->mm, huge, huge + n * PAGE_SIZE,
+					  pages, m);
+	mmap_read_unlock(current->mm);
+
+	KUNIT_EXPECT_EQ(test, ret, n);
+	for (i = 0; i < n; i++) {
+		KUNIT_EXPECT_NULL(test, pages[i]);
+		if (pages[i]) {
+			unlock_page(pages[i]);
+			put_page(pages[i]);
+		}
+	}
+	KUNIT_EXPECT_FALSE(test, folio_test_locked(folio));
+	KUNIT_EXPECT_TRUE(test, folio_test_large(folio));
+	put_page(pin);
+	/* Nothing was taken from the CPU. */
+	KUNIT_EXPECT_TRUE(test,
+			  hmm_kunit_cpu_reads(test, m, (huge - m->addr) >> PAGE_SHIFT,
+					      0x77));
+}
+
 static struct kunit_case hmm_kunit_cases[] = {
 	KUNIT_CASE(hmm_kunit_fault_read),
 	KUNIT_CASE(hmm_kunit_fault_write),
@@ -508,6 +825,9 @@ static struct kunit_case hmm_kunit_cases[] = {
 	KUNIT_CASE(hmm_kunit_invalidated),
 	KUNIT_CASE(hmm_kunit_bad_range),
 	KUNIT_CASE(hmm_kunit_thp),
+	KUNIT_CASE(hmm_kunit_exclusive_referenced),
+	KUNIT_CASE(hmm_kunit_exclusive_idle),
+	KUNIT_CASE(hmm_kunit_exclusive_unsplittable),
 	{}
 };
 
@@ -520,3 +840,4 @@ kunit_test_suite(hmm_kunit_suite);
 
 MODULE_DESCRIPTION("KUnit tests for hmm_range_fault()");
 MODULE_LICENSE("GPL");
+MODULE_IMPORT_NS(EXPORTED_FOR_KUNIT_TESTING);

@@ -32,6 +32,7 @@
  * that cannot be locked at once is simply left out, migration being best
  * effort.
  */
+#include <linux/delay.h>
 #include <linux/export.h>
 #include <linux/memcontrol.h>
 #include <linux/memremap.h>
@@ -40,6 +41,7 @@
 #include <linux/mm_inline.h>
 #include <linux/mmu_notifier.h>
 #include <linux/oom.h>
+#include <linux/pagemap.h>
 #include <linux/pagewalk.h>
 #include <linux/rmap.h>
 #include <linux/swap.h>
@@ -47,10 +49,6 @@
 #include <linux/userfaultfd_k.h>
 #include <asm/tlbflush.h>
 #include "internal.h"
-
-#define MIGRATE_VMA_SELECT_ALL	(MIGRATE_VMA_SELECT_SYSTEM |		\
-				 MIGRATE_VMA_SELECT_DEVICE_PRIVATE |	\
-				 MIGRATE_VMA_SELECT_DEVICE_COHERENT)
 
 /*
  * State of one page table walk of migrate_vma_setup().  The walker may hand
@@ -84,16 +82,24 @@ static void mvd_record_range(struct mvd_walk *w, unsigned long addr,
 }
 
 /*
- * An address without a page, or mapping the shared zero page, can be given a
- * new page by migrate_vma_pages() if system memory is selected and the VMA is
- * private anonymous memory.
+ * An address without a page can be given a new page by migrate_vma_pages()
+ * if the VMA is private anonymous memory, whatever the select flags: a
+ * driver migrating its own pages back may fill the holes of the range too.
  */
-static unsigned long mvd_empty_entry(struct mvd_walk *w,
-				     struct vm_area_struct *vma)
+static unsigned long mvd_empty_entry(struct vm_area_struct *vma)
 {
-	if ((w->mig->flags & MIGRATE_VMA_SELECT_SYSTEM) &&
-	    vma_is_anonymous(vma))
-		return MIGRATE_PFN_MIGRATE;
+	return vma_is_anonymous(vma) ? MIGRATE_PFN_MIGRATE : 0;
+}
+
+/*
+ * The shared zero page reads as zeroes, like a hole, but it is system
+ * memory: it is offered only when system memory is selected.
+ */
+static unsigned long mvd_zero_entry(struct mvd_walk *w,
+				    struct vm_area_struct *vma)
+{
+	if (w->mig->flags & MIGRATE_VMA_SELECT_SYSTEM)
+		return mvd_empty_entry(vma);
 	return 0;
 }
 
@@ -103,7 +109,7 @@ static int mvd_walk_hole(unsigned long start, unsigned long end,
 	struct mvd_walk *w = walk->private;
 
 	start = max(start, w->next);
-	mvd_record_range(w, start, end, mvd_empty_entry(w, walk->vma));
+	mvd_record_range(w, start, end, mvd_empty_entry(walk->vma));
 	return 0;
 }
 
@@ -248,11 +254,11 @@ static unsigned long mvd_collect_pte(struct mvd_walk *w,
 	bool writable;
 
 	if (pte_none(pte))
-		return mvd_empty_entry(w, vma);
+		return mvd_empty_entry(vma);
 
 	if (pte_present(pte)) {
 		if (is_zero_pfn(pte_pfn(pte)))
-			return mvd_empty_entry(w, vma);
+			return mvd_zero_entry(w, vma);
 		if (!(mig->flags & MIGRATE_VMA_SELECT_SYSTEM))
 			return 0;
 		page = vm_normal_page(vma, addr, pte);
@@ -350,7 +356,7 @@ static void mvd_collect_huge_pmd(struct mvd_walk *w, struct mm_walk *walk,
 	folio = pmd_folio(pmd);
 	if (is_huge_zero_folio(folio)) {
 		spin_unlock(ptl);
-		if (!mvd_empty_entry(w, walk->vma)) {
+		if (!mvd_zero_entry(w, walk->vma)) {
 			mvd_record_range(w, addr, end, 0);
 			return;
 		}
@@ -463,6 +469,36 @@ static bool mvd_folio_movable(struct folio *folio, bool is_fault_page)
 	return folio_ref_count(folio) == expected;
 }
 
+/* How often an eviction looks again at a device page with a stray reference. */
+#define MVD_EVICT_PATIENCE	32
+
+/*
+ * mvd_folio_movable() for an eviction.  A device-private folio cannot be
+ * pinned, so an extra reference on it is always a short-lived one: most
+ * often a CPU fault that has just migrated the page's previous contents
+ * away and unlocked it but not yet dropped its reference, or a migration
+ * collector that lost the trylock race.  An eviction that gave up there
+ * would leave the page on the device for good, so it waits a little for
+ * such a reference to go away; the wait is bounded, in case a driver keeps
+ * references of its own.
+ */
+static bool mvd_folio_evictable(struct folio *folio)
+{
+	int tries;
+
+	for (tries = 0; tries < MVD_EVICT_PATIENCE; tries++) {
+		if (mvd_folio_movable(folio, false))
+			return true;
+		if (!folio_is_device_private(folio) || folio_mapped(folio))
+			return false;
+		if (tries < MVD_EVICT_PATIENCE / 2)
+			cond_resched();
+		else
+			usleep_range(1000, 2000);
+	}
+	return false;
+}
+
 /*
  * Take one collected folio off the LRU and out of every page table.  On
  * failure the folio is put back as it was (mapped, on the LRU) and released.
@@ -470,9 +506,24 @@ static bool mvd_folio_movable(struct folio *folio, bool is_fault_page)
  * once during this call of mvd_unmap_pages().
  */
 static bool mvd_unmap_folio(struct folio *folio, bool is_fault_page,
-			    bool *drained)
+			    bool evict, bool *drained)
 {
+	struct anon_vma *anon_vma = NULL;
 	bool isolated = false;
+
+	if (evict) {
+		/*
+		 * An eviction holds no mmap lock, so nothing else keeps the
+		 * anon_vma alive once the folio's mappings are migration
+		 * entries: the processes may unmap them or exit before
+		 * finalize.  Pin it for the rmap walks up to then.  A folio
+		 * mapped nowhere (its contents just migrated back by a CPU
+		 * fault) is about to be freed by whoever holds it: leave it.
+		 */
+		anon_vma = folio_get_anon_vma(folio);
+		if (!anon_vma)
+			goto release;
+	}
 
 	if (!folio_is_zone_device(folio)) {
 		isolated = folio_isolate_lru(folio);
@@ -491,11 +542,15 @@ static bool mvd_unmap_folio(struct folio *folio, bool is_fault_page,
 	if (folio_mapped(folio))
 		try_to_migrate(folio, 0);
 
-	if (mvd_folio_movable(folio, is_fault_page))
+	if (evict ? mvd_folio_evictable(folio) :
+		    mvd_folio_movable(folio, is_fault_page))
 		return true;
 
 restore:
 	remove_migration_ptes(folio, folio, 0);
+	if (anon_vma)
+		put_anon_vma(anon_vma);
+release:
 	if (isolated)
 		folio_add_lru(folio);
 	if (!is_fault_page)
@@ -508,11 +563,12 @@ restore:
  * Second step, shared by migrate_vma_setup() and migrate_device_range():
  * every src entry with a page holds a locked folio and a reference.  Unmap
  * each one from all page tables and check nobody else holds it; the ones
- * that cannot move are restored and their entry cleared.  Returns the number
+ * that cannot move are restored and their entry cleared.  @evict: called
+ * by migrate_device_range(), see mvd_folio_evictable().  Returns the number
  * of entries still marked MIGRATE_PFN_MIGRATE (including empty addresses).
  */
 static unsigned long mvd_unmap_pages(unsigned long *src, unsigned long npages,
-				     struct page *fault_page)
+				     struct page *fault_page, bool evict)
 {
 	unsigned long i, moving = 0;
 	bool drained = false;
@@ -525,7 +581,8 @@ static unsigned long mvd_unmap_pages(unsigned long *src, unsigned long npages,
 		if (!(src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
 		if (page && !mvd_unmap_folio(page_folio(page),
-					     page == fault_page, &drained)) {
+					     page == fault_page, evict,
+					     &drained)) {
 			src[i] = 0;
 			continue;
 		}
@@ -534,49 +591,43 @@ static unsigned long mvd_unmap_pages(unsigned long *src, unsigned long npages,
 	return moving;
 }
 
-static bool mvd_fault_page_valid(const struct migrate_vma *args)
-{
-	struct page *page = args->fault_page;
-	struct folio *folio = page_folio(page);
-	unsigned long addr;
-
-	if (!is_device_private_page(page) ||
-	    page->pgmap->owner != args->pgmap_owner ||
-	    !(args->flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE))
-		return false;
-
-	/* The fault handler must hold the page lock (see struct migrate_vma). */
-	if (!folio_test_locked(folio) || !folio_test_anon(folio))
-		return false;
-
-	/*
-	 * The lock keeps the anonymous index of the page stable; from it
-	 * follows the one address the page can have in this VMA.
-	 */
-	addr = vma_address(args->vma, folio->index + folio_page_idx(folio, page),
-			   1);
-	return addr != -EFAULT && addr >= args->start && addr < args->end;
-}
-
-static int mvd_check_args(const struct migrate_vma *args)
+/*
+ * Check the arguments of migrate_vma_setup() and round @args->start and
+ * @args->end down to page boundaries, as 6.12 does.  A range whose rounded
+ * form has more pages than its length (end - start) allows, e.g.
+ * [0x1fff, 0x3000), is refused: the driver sized src and dst for the
+ * length, and 6.12 would write past them.  Nothing is changed on error.
+ */
+static int mvd_check_args(struct migrate_vma *args)
 {
 	struct vm_area_struct *vma = args->vma;
+	unsigned long start, end;
 
-	if (!vma || !args->src || !args->dst)
+	if (!vma || !args->src || !args->dst || args->end <= args->start)
 		return -EINVAL;
-	if (!PAGE_ALIGNED(args->start) || !PAGE_ALIGNED(args->end) ||
-	    args->end <= args->start)
+	start = args->start & PAGE_MASK;
+	end = args->end & PAGE_MASK;
+	if (end == start ||
+	    (end - start) >> PAGE_SHIFT != (args->end - args->start) >> PAGE_SHIFT)
 		return -EINVAL;
-	if (args->start < vma->vm_start || args->end > vma->vm_end)
-		return -EINVAL;
-	if (args->flags & ~MIGRATE_VMA_SELECT_ALL)
+	if (start < vma->vm_start || end > vma->vm_end)
 		return -EINVAL;
 	/* Mappings without normal anonymous pages behind them. */
 	if (is_vm_hugetlb_page(vma) || (vma->vm_flags & VM_SPECIAL) ||
 	    vma_is_dax(vma))
 		return -EINVAL;
-	if (args->fault_page && !mvd_fault_page_valid(args))
+	/*
+	 * The fault page is the one migrate_to_ram() was called for: device
+	 * memory, locked by the fault handler.  Nothing else is asked of it;
+	 * in particular it need not lie inside the range.
+	 */
+	if (args->fault_page &&
+	    (!is_device_private_page(args->fault_page) ||
+	     !folio_test_locked(page_folio(args->fault_page))))
 		return -EINVAL;
+
+	args->start = start;
+	args->end = end;
 	return 0;
 }
 
@@ -600,39 +651,44 @@ static int mvd_check_args(const struct migrate_vma *args)
  * - migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE, plus MIGRATE_PFN_WRITE if the
  *   CPU could write to it: the page is locked, unmapped and its contents
  *   are stable; the driver copies them to the destination page.
- * - MIGRATE_PFN_MIGRATE alone: nothing is mapped there (or the zero page,
- *   which reads as zeroes) in a private anonymous VMA and system memory
- *   was selected; the driver may supply a page to populate the address.
+ * - MIGRATE_PFN_MIGRATE alone: nothing is mapped there in a private
+ *   anonymous VMA (whatever the select flags), or the zero page, which
+ *   reads as zeroes, and system memory was selected; the driver may supply
+ *   a page to populate the address.
  * - 0: the address does not take part.
  *
  * @args->cpages is the number of entries with MIGRATE_PFN_MIGRATE and
- * @args->npages the number of pages in the range.
+ * @args->npages the number of pages in the range.  An unaligned
+ * @args->start and @args->end are rounded down to page boundaries (and
+ * written back), as long as that does not add a page to the range; bits of
+ * @args->flags other than MIGRATE_VMA_SELECT_* are ignored.
  *
  * The driver then fills @args->dst: for each entry it wants to move,
  * migrate_pfn() of a destination page it allocated, locked and holding the
  * one reference the driver owns, with the data already copied (a system
  * page from alloc_page(), locked with lock_page(), or a device page from
  * zone_device_page_init(), which returns it locked); 0 to leave the entry
- * alone.  It need not move every
- * entry, except that a migrate_to_ram() handler that cannot move its fault
- * page must fail the fault.  Then it calls migrate_vma_pages() and
- * migrate_vma_finalize().
+ * alone.  It need not move every entry; a migrate_to_ram() handler that
+ * did not move its fault page returns 0 and the CPU access faults again.
+ * Then it calls migrate_vma_pages() and migrate_vma_finalize().
  *
  * If @args->fault_page is set (a migrate_to_ram() callback migrating
- * vmf->page), the fault handler holds that page's lock and a reference; it
- * must be a device-private page of @args->pgmap_owner mapped inside the
- * range, and MIGRATE_VMA_SELECT_DEVICE_PRIVATE must be set.  This function
- * and the two that follow never take or release its lock.
+ * vmf->page), the fault handler holds that page's lock and a reference:
+ * the page is collected without locking it, with that reference allowed
+ * for, if the walk meets it, and this function and the two that follow
+ * never take or release its lock.  It need not lie inside the range (a
+ * driver may migrate a window around the fault in several calls, one per
+ * VMA), nor be selected by @args->flags or @args->pgmap_owner.
  *
  * Context: Process context.  The caller holds the mmap lock of
  * @args->vma->vm_mm for read (at least) from here until migrate_vma_finalize()
  * returns, which keeps the VMA and the range from being unmapped.
  * Return: 0 on success, including when no page could be collected; -EINVAL
- * if @args->vma, @args->src or @args->dst is NULL, @args->start or
- * @args->end is not page aligned, the range is empty or not inside the VMA,
- * the VMA is hugetlb, DAX or a VM_IO/VM_PFNMAP/VM_MIXEDMAP mapping,
- * @args->flags has bits other than MIGRATE_VMA_SELECT_*, or
- * @args->fault_page breaks the rules above.  Nothing is changed on error.
+ * if @args->vma, @args->src or @args->dst is NULL, the range is less than a
+ * page long, grows by rounding or is not inside the VMA, the VMA is
+ * hugetlb, DAX or a VM_IO/VM_PFNMAP/VM_MIXEDMAP mapping, or
+ * @args->fault_page is not a locked device-private page.  Nothing is
+ * changed on error.
  */
 int migrate_vma_setup(struct migrate_vma *args)
 {
@@ -653,7 +709,7 @@ int migrate_vma_setup(struct migrate_vma *args)
 	mvd_collect(args);
 	if (args->cpages)
 		args->cpages = mvd_unmap_pages(args->src, npages,
-					       args->fault_page);
+					       args->fault_page, false);
 	return 0;
 }
 EXPORT_SYMBOL(migrate_vma_setup);
@@ -896,9 +952,13 @@ EXPORT_SYMBOL(migrate_vma_pages);
 /*
  * Last step, shared by both finalize functions: map each source address to
  * its new page (if it moved) or its old one, and release everything.
+ * @evict: the pages come from migrate_device_range(), which pinned the
+ * anon_vma of each (see mvd_unmap_folio()); the source folio still points
+ * to it, whether or not it moved.
  */
 static void mvd_finish(unsigned long *src, unsigned long *dst,
-		       unsigned long npages, struct page *fault_page)
+		       unsigned long npages, struct page *fault_page,
+		       bool evict)
 {
 	unsigned long i;
 
@@ -921,6 +981,8 @@ static void mvd_finish(unsigned long *src, unsigned long *dst,
 			if (!folio_is_zone_device(target))
 				folio_add_lru(target);
 			remove_migration_ptes(folio, target, 0);
+			if (evict)
+				put_anon_vma(folio_anon_vma(folio));
 
 			if (page != fault_page)
 				folio_unlock(folio);
@@ -958,9 +1020,62 @@ static void mvd_finish(unsigned long *src, unsigned long *dst,
 void migrate_vma_finalize(struct migrate_vma *migrate)
 {
 	mvd_finish(migrate->src, migrate->dst, migrate->npages,
-		   migrate->fault_page);
+		   migrate->fault_page, false);
 }
 EXPORT_SYMBOL(migrate_vma_finalize);
+
+/*
+ * Take a reference on the device-private folio of @page and lock it, for an
+ * eviction.  NULL if the page is free, not device-private, or a migration
+ * destination that stays locked for too long.
+ *
+ * A folio locked by someone else is waited for rather than skipped: a
+ * driver emptying its memory must not leave a page behind.  The wait is
+ * done without a reference, so that the lock holder's own migration of the
+ * page still sees the reference count it expects; then the folio is looked
+ * up again, since it may have been freed in the meantime.  Sleeping on the
+ * lock without a reference is safe here because the caller owns the pgmap:
+ * its struct pages stay in place for the whole call.
+ *
+ * Locks are taken in pfn order with earlier pages of the range held.  The
+ * holders of an anonymous device folio's lock (a CPU fault in
+ * migrate_to_ram(), a migration between its setup and finalize steps)
+ * take device page locks only with a trylock and allocate no device
+ * memory, so they finish without needing anything the evicting driver may
+ * hold.  A folio that is not anonymous yet is the destination of a
+ * migration in progress, locked since zone_device_page_init(): its holder
+ * may still be allocating device memory, which can take a driver lock the
+ * caller holds while evicting.  That one is polled for a bounded time
+ * instead of slept on.
+ */
+static struct folio *mvd_lock_device_folio(struct page *page)
+{
+	unsigned int polls = 0;
+	struct folio *folio;
+	bool anon;
+
+	for (;;) {
+		/* A free device page has no references and is skipped. */
+		folio = folio_get_nontail_page(page);
+		if (!folio)
+			return NULL;
+		if (!folio_is_device_private(folio)) {
+			folio_put(folio);
+			return NULL;
+		}
+		if (folio_trylock(folio))
+			return folio;
+		anon = folio_test_anon(folio);
+		folio_put(folio);
+		if (anon) {
+			folio_wait_locked(folio);
+			continue;
+		}
+		if (++polls > MVD_EVICT_PATIENCE)
+			return NULL;
+		usleep_range(1000, 2000);
+	}
+}
 
 /**
  * migrate_device_range() - collect device-private pages by pfn for eviction
@@ -970,12 +1085,17 @@ EXPORT_SYMBOL(migrate_vma_finalize);
  *
  * The counterpart of migrate_vma_setup() for a driver that must empty its
  * device memory (unbind, unload) without knowing which processes map it.
- * Every device-private page in the range that is in use and can be locked
- * at once is locked, unmapped from every process mapping it (CPU accesses
- * wait until migrate_device_finalize()) and checked for extra references.
- * On return @src_pfns[i] is migrate_pfn(@start + i) | MIGRATE_PFN_MIGRATE
- * (with MIGRATE_PFN_WRITE never set) for a page taken, 0 for a free page or
- * one that cannot move now; the driver retries those later.
+ * Every device-private page in the range that is in use is locked (a page
+ * locked by a CPU fault or another migration is waited for, not skipped),
+ * unmapped from every process mapping it (CPU accesses wait until
+ * migrate_device_finalize()) and checked for extra references, with a
+ * short wait for the transient ones.  On return @src_pfns[i] is
+ * migrate_pfn(@start + i) | MIGRATE_PFN_MIGRATE (with MIGRATE_PFN_WRITE
+ * never set) for a page taken, 0 for a free page, one mapped by no process
+ * (on its way to being freed by whoever still holds it) or one that cannot
+ * move because someone keeps a reference to it; the driver retries those
+ * later.  The anon_vma of each page taken is pinned until
+ * migrate_device_finalize(), since no mmap lock keeps it alive.
  *
  * The driver then fills a dst array the same way as for migrate_vma_pages()
  * (normally with system pages) and calls migrate_device_pages() and
@@ -991,23 +1111,13 @@ int migrate_device_range(unsigned long *src_pfns, unsigned long start,
 
 	for (i = 0; i < npages; i++) {
 		unsigned long pfn = start + i;
-		struct folio *folio;
 
 		src_pfns[i] = 0;
-		if (!pfn_valid(pfn))
-			continue;
-		/* A free device page has no references and is skipped. */
-		folio = folio_get_nontail_page(pfn_to_page(pfn));
-		if (!folio)
-			continue;
-		if (!folio_is_device_private(folio) || !folio_trylock(folio)) {
-			folio_put(folio);
-			continue;
-		}
-		src_pfns[i] = migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE;
+		if (pfn_valid(pfn) && mvd_lock_device_folio(pfn_to_page(pfn)))
+			src_pfns[i] = migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE;
 	}
 
-	mvd_unmap_pages(src_pfns, npages, NULL);
+	mvd_unmap_pages(src_pfns, npages, NULL, true);
 	return 0;
 }
 EXPORT_SYMBOL(migrate_device_range);
@@ -1048,6 +1158,6 @@ EXPORT_SYMBOL(migrate_device_pages);
 void migrate_device_finalize(unsigned long *src_pfns,
 			     unsigned long *dst_pfns, unsigned long npages)
 {
-	mvd_finish(src_pfns, dst_pfns, npages, NULL);
+	mvd_finish(src_pfns, dst_pfns, npages, NULL, true);
 }
 EXPORT_SYMBOL(migrate_device_finalize);

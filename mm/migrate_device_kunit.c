@@ -209,14 +209,17 @@ static void mvd_no_dst(struct migrate_vma *mig)
 	mig->dst = NULL;
 }
 
+/* Rounding start down would give the range one page more than its length. */
 static void mvd_unaligned_start(struct migrate_vma *mig)
 {
 	mig->start += 1;
 }
 
-static void mvd_unaligned_end(struct migrate_vma *mig)
+/* Less than a page long, although it straddles a page boundary. */
+static void mvd_short_range(struct migrate_vma *mig)
 {
-	mig->end -= 1;
+	mig->start += PAGE_SIZE / 2;
+	mig->end = mig->start + PAGE_SIZE - 1;
 }
 
 static void mvd_empty_range(struct migrate_vma *mig)
@@ -247,16 +250,6 @@ static void mvd_range_after_vma(struct migrate_vma *mig)
 	mig->end += len;
 }
 
-static void mvd_unknown_flag(struct migrate_vma *mig)
-{
-	mig->flags |= 1UL << 3;
-}
-
-static void mvd_high_flag(struct migrate_vma *mig)
-{
-	mig->flags |= 1UL << (BITS_PER_LONG - 1);
-}
-
 static void mvd_system_fault_page(struct migrate_vma *mig)
 {
 	/* Not a device-private page. */
@@ -268,15 +261,13 @@ static const struct mvd_bad_args_case mvd_bad_args_cases[] = {
 	{ "NULL vma", mvd_no_vma },
 	{ "NULL src", mvd_no_src },
 	{ "NULL dst", mvd_no_dst },
-	{ "unaligned start", mvd_unaligned_start },
-	{ "unaligned end", mvd_unaligned_end },
+	{ "unaligned start that rounding grows", mvd_unaligned_start },
+	{ "less than a page", mvd_short_range },
 	{ "empty range", mvd_empty_range },
 	{ "end before start", mvd_inverted_range },
 	{ "start below the VMA", mvd_start_below_vma },
 	{ "end beyond the VMA", mvd_end_beyond_vma },
 	{ "range after the VMA", mvd_range_after_vma },
-	{ "unknown flag bit", mvd_unknown_flag },
-	{ "high flag bit", mvd_high_flag },
 	{ "fault page not device-private", mvd_system_fault_page },
 };
 
@@ -541,7 +532,10 @@ static void mvd_test_busy_pages(struct kunit *test)
 	}
 }
 
-/* Flags selecting no system memory leave system pages and holes alone. */
+/*
+ * Flags selecting no system memory leave system pages alone; holes of a
+ * private anonymous VMA are offered whatever the flags, as by 6.12.
+ */
 static void mvd_test_not_selected(struct kunit *test)
 {
 	static const unsigned long flags[] = {
@@ -562,9 +556,10 @@ static void mvd_test_not_selected(struct kunit *test)
 		c.mig.flags = flags[f];
 		mvd_lock(&c);
 		KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
-		KUNIT_EXPECT_EQ(test, c.mig.cpages, 0);
+		KUNIT_EXPECT_EQ(test, c.mig.cpages, 2);
 		for (i = 0; i < 4; i++)
-			KUNIT_EXPECT_EQ(test, c.src[i], 0);
+			KUNIT_EXPECT_EQ(test, c.src[i],
+					i < 2 ? 0 : MIGRATE_PFN_MIGRATE);
 		migrate_vma_pages(&c.mig);
 		migrate_vma_finalize(&c.mig);
 		mvd_unlock();
@@ -574,9 +569,53 @@ static void mvd_test_not_selected(struct kunit *test)
 }
 
 /*
- * Migrating a few pages out of a PMD-mapped THP splits it first.  Skipped
- * unless the fault gives us a THP (transparent_hugepage=always).
+ * An unaligned start and end are rounded down to pages and written back,
+ * and flag bits that select nothing are ignored, as by 6.12.
  */
+static void mvd_test_rounding_and_flags(struct kunit *test)
+{
+	struct page *new[2];
+	struct mvd_ctx c;
+	unsigned long i;
+
+	mvd_ctx_init(test, &c, 4, MIGRATE_VMA_SELECT_SYSTEM | (1UL << 3) |
+			       (1UL << (BITS_PER_LONG - 1)));
+	mvd_fill_user(test, c.addr, 0, 4, 12);
+	c.mig.start = c.addr + PAGE_SIZE + PAGE_SIZE / 2;
+	c.mig.end = c.mig.start + 2 * PAGE_SIZE;
+
+	mvd_lock(&c);
+	KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+	KUNIT_EXPECT_EQ(test, c.mig.start, c.addr + PAGE_SIZE);
+	KUNIT_EXPECT_EQ(test, c.mig.end, c.addr + 3 * PAGE_SIZE);
+	KUNIT_EXPECT_EQ(test, c.mig.npages, 2);
+	KUNIT_EXPECT_EQ(test, c.mig.cpages, 2);
+	KUNIT_EXPECT_EQ(test, mvd_copy_to_new_pages(test, &c.mig, new), 2);
+	migrate_vma_pages(&c.mig);
+	migrate_vma_finalize(&c.mig);
+	mvd_unlock();
+
+	for (i = 0; i < 2; i++)
+		KUNIT_EXPECT_PTR_EQ(test, new[i],
+				    mvd_page_at(c.addr + (i + 1) * PAGE_SIZE));
+	for (i = 0; i < 4; i++)
+		mvd_expect_user(test, c.addr, i, 12);
+}
+
+/* Ask for THPs in the VMA at @addr (MADV_HUGEPAGE), for either THP mode. */
+static void mvd_want_thp(struct kunit *test, unsigned long addr)
+{
+	struct vm_area_struct *vma;
+
+	mmap_write_lock(current->mm);
+	vma = vma_lookup(current->mm, addr);
+	if (vma)
+		vm_flags_set(vma, VM_HUGEPAGE);
+	mmap_write_unlock(current->mm);
+	KUNIT_ASSERT_NOT_NULL(test, vma);
+}
+
+/* Migrating a few pages out of a PMD-mapped THP splits it first. */
 static void mvd_test_thp(struct kunit *test)
 {
 	const unsigned long span = 2 * (PMD_SIZE >> PAGE_SHIFT);
@@ -589,14 +628,15 @@ static void mvd_test_thp(struct kunit *test)
 		kunit_skip(test, "no THP support");
 
 	mvd_ctx_init(test, &c, span, MIGRATE_VMA_SELECT_SYSTEM);
+	mvd_want_thp(test, c.addr);
 	huge = ALIGN(c.addr, PMD_SIZE);
 	base = (huge - c.addr) >> PAGE_SHIFT;
 	mvd_fill_user(test, c.addr, base, PMD_SIZE >> PAGE_SHIFT, 11);
 
 	page = mvd_page_at(huge);
 	KUNIT_ASSERT_NOT_NULL(test, page);
-	if (!folio_test_large(page_folio(page)))
-		kunit_skip(test, "the fault did not give a THP");
+	KUNIT_ASSERT_TRUE_MSG(test, folio_test_large(page_folio(page)),
+			      "the fault did not give a THP");
 
 	c.mig.start = huge + first * PAGE_SIZE;
 	c.mig.end = c.mig.start + nr * PAGE_SIZE;
@@ -626,6 +666,7 @@ static struct kunit_case mvd_test_cases[] = {
 	KUNIT_CASE(mvd_test_populate_race),
 	KUNIT_CASE(mvd_test_busy_pages),
 	KUNIT_CASE(mvd_test_not_selected),
+	KUNIT_CASE(mvd_test_rounding_and_flags),
 	KUNIT_CASE(mvd_test_thp),
 	{}
 };

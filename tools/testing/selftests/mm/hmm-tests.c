@@ -133,8 +133,8 @@ static int to_system(int fd, void *addr, uint64_t npages, uint64_t *cpages)
 	return ret;
 }
 
-/* Device pages currently in use on a unit, or -1 if it cannot be read. */
-static long pages_on_unit(int unit)
+/* A counter of a unit's sysfs directory, or -1 if it cannot be read. */
+static long unit_counter(int unit, const char *name)
 {
 	char path[96];
 	struct stat st;
@@ -144,8 +144,8 @@ static long pages_on_unit(int unit)
 	snprintf(path, sizeof(path), "/dev/hmm_dmirror%d", unit);
 	if (stat(path, &st))
 		return -1;
-	snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/pages_used",
-		 major(st.st_rdev), minor(st.st_rdev));
+	snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/%s",
+		 major(st.st_rdev), minor(st.st_rdev), name);
 	f = fopen(path, "r");
 	if (!f)
 		return -1;
@@ -153,6 +153,40 @@ static long pages_on_unit(int unit)
 		val = -1;
 	fclose(f);
 	return val;
+}
+
+/* Write @val to a setting of a unit's sysfs directory; 0 or -1. */
+static int set_unit_setting(int unit, const char *name, long val)
+{
+	char path[96];
+	struct stat st;
+	FILE *f;
+	int ret;
+
+	snprintf(path, sizeof(path), "/dev/hmm_dmirror%d", unit);
+	if (stat(path, &st))
+		return -1;
+	snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/%s",
+		 major(st.st_rdev), minor(st.st_rdev), name);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	ret = fprintf(f, "%ld\n", val) > 0 ? 0 : -1;
+	if (fclose(f))
+		ret = -1;
+	return ret;
+}
+
+/* Device pages currently in use on a unit. */
+static long pages_on_unit(int unit)
+{
+	return unit_counter(unit, "pages_used");
+}
+
+/* How often the unit's migrate_to_ram() has been called so far. */
+static long cpu_faults_on_unit(int unit)
+{
+	return unit_counter(unit, "cpu_faults");
 }
 
 /*
@@ -1166,6 +1200,255 @@ TEST_F(hmm, threads_fault_same_page)
 
 	free(out);
 	munmap(words, bytes);
+}
+
+/* One of many threads that fault on the same device page at once. */
+struct stormer {
+	pthread_barrier_t	*start;
+	const uint64_t		*word;
+	uint64_t		expect;
+	bool			wrong;
+};
+
+static void *storm_read(void *arg)
+{
+	struct stormer *s = arg;
+
+	pthread_barrier_wait(s->start);
+	s->wrong = __atomic_load_n(s->word, __ATOMIC_RELAXED) != s->expect;
+	return NULL;
+}
+
+/*
+ * Run one storm: STORM_THREADS threads read a word of @page each, all at
+ * once, while it sits in device memory.  Returns how many saw wrong data,
+ * or -1 if the threads could not be run.
+ */
+#define STORM_THREADS	32
+static int fault_storm(const uint64_t *page, unsigned int seed)
+{
+	struct stormer st[STORM_THREADS];
+	pthread_t tid[STORM_THREADS];
+	pthread_barrier_t start;
+	int t, started, wrong = 0;
+
+	if (pthread_barrier_init(&start, NULL, STORM_THREADS))
+		return -1;
+	for (started = 0; started < STORM_THREADS; started++) {
+		st[started] = (struct stormer) {
+			.start = &start,
+			.word = &page[started * 7],
+			.expect = word_value(seed, started * 7),
+		};
+		if (pthread_create(&tid[started], NULL, storm_read,
+				   &st[started]))
+			break;
+	}
+	/* Threads that did start wait at the barrier: it cannot be undone. */
+	if (started < STORM_THREADS)
+		abort();
+	for (t = 0; t < STORM_THREADS; t++) {
+		pthread_join(tid[t], NULL);
+		wrong += st[t].wrong;
+	}
+	pthread_barrier_destroy(&start);
+	return wrong;
+}
+
+/*
+ * 32 threads fault on one device page at once.  The page comes back in
+ * one migrate_to_ram() call per storm: the threads that lose the race for
+ * the page wait for it without getting in the way of the one migrating
+ * it, instead of making it fail and retrying (a livelock on a busy
+ * system).
+ */
+TEST_F(hmm, fault_storm_one_call)
+{
+	enum { ROUNDS = 24 };
+	unsigned long bytes = self->ps;
+	uint64_t *page, cpages;
+	long calls;
+	int round;
+	char *out;
+
+	page = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(page, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	calls = cpu_faults_on_unit(self->unit);
+	ASSERT_GE(calls, 0);
+
+	for (round = 0; round < ROUNDS; round++) {
+		fill(page, bytes, 300 + round);
+		ASSERT_EQ(to_device(self->fd, page, out, 1, &cpages), 0);
+		ASSERT_EQ(cpages, 1);
+		ASSERT_EQ(fault_storm(page, 300 + round), 0);
+		ASSERT_EQ(verify(page, bytes, 300 + round), -1);
+	}
+	calls = cpu_faults_on_unit(self->unit) - calls;
+	ASSERT_EQ(calls, ROUNDS)
+		TH_LOG("%ld migrate_to_ram() calls for %d storms", calls,
+		       ROUNDS);
+	ASSERT_EQ(pages_on_unit(self->unit), 0);
+
+	free(out);
+	munmap(page, bytes);
+}
+
+struct releaser {
+	int			fd;
+	void			*addr;
+	bool			stop;	/* read and set with __atomic */
+	int			error;
+	unsigned long		calls;
+};
+
+static void *release_once(void *arg)
+{
+	struct releaser *r = arg;
+
+	r->error = dmirror(r->fd, HMM_DMIRROR_RELEASE, r->addr, NULL, 1, NULL);
+	r->calls++;
+	return NULL;
+}
+
+static void *release_loop(void *arg)
+{
+	struct releaser *r = arg;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE) && !r->error) {
+		r->error = dmirror(r->fd, HMM_DMIRROR_RELEASE, r->addr, NULL,
+				   1, NULL);
+		r->calls++;
+		usleep(200);
+	}
+	return NULL;
+}
+
+/*
+ * Fault storms on a page that is migrated to the device over and over,
+ * while another thread keeps evicting the device's memory (RELEASE):
+ * every thread reads the right data, every eviction succeeds, and once
+ * the storms are over nothing is left in device memory.
+ */
+TEST_F(hmm, fault_storm_during_eviction)
+{
+	enum { ROUNDS = 24 };
+	unsigned long bytes = self->ps;
+	struct releaser rel = { .fd = self->fd };
+	uint64_t *page, cpages;
+	int round, err = 0, wrong = 0;
+	pthread_t tid;
+	char *out;
+
+	page = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(page, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	rel.addr = page;
+	ASSERT_EQ(pthread_create(&tid, NULL, release_loop, &rel), 0);
+
+	for (round = 0; round < ROUNDS; round++) {
+		fill(page, bytes, 400 + round);
+		/*
+		 * The releaser may take the page back before the migration
+		 * reports what the device holds: then it finds nothing there
+		 * (-ENOENT).  No count either way.
+		 */
+		err = to_device(self->fd, page, out, 1, &cpages);
+		if (err && err != -ENOENT)
+			break;
+		wrong += fault_storm(page, 400 + round);
+		if (verify(page, bytes, 400 + round) != -1)
+			break;
+	}
+	__atomic_store_n(&rel.stop, true, __ATOMIC_RELEASE);
+	pthread_join(tid, NULL);
+
+	ASSERT_EQ(round, ROUNDS)
+		TH_LOG("round %d: migration %d, data %s", round, err,
+		       verify(page, bytes, 400 + round) == -1 ? "intact" :
+		       "wrong");
+	ASSERT_EQ(wrong, 0);
+	ASSERT_EQ(rel.error, 0);
+	ASSERT_GT(rel.calls, 0);
+	ASSERT_EQ(pages_on_unit(self->unit), 0);
+
+	/* A page left on the device now is evicted by one RELEASE. */
+	fill(page, bytes, 450);
+	ASSERT_EQ(to_device(self->fd, page, out, 1, &cpages), 0);
+	ASSERT_EQ(cpages, 1);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, page, NULL, 1, NULL),
+		  0);
+	ASSERT_EQ(pages_on_unit(self->unit), 0);
+	ASSERT_EQ(verify(page, bytes, 450), -1);
+
+	free(out);
+	munmap(page, bytes);
+}
+
+/*
+ * A process exits while an eviction holds its pages, collected and
+ * replaced by migration entries in its page table: the eviction must not
+ * walk the process's anon_vma after the exit freed it (KASAN reports that
+ * in the debug variant), and the device memory ends up empty.  The driver
+ * pauses the eviction in the middle for the exit to happen there.
+ */
+TEST_F(hmm, eviction_while_owner_exits)
+{
+	unsigned long n = 16, bytes = n * self->ps;
+	struct releaser rel = { .fd = self->fd };
+	int ready[2], go[2];
+	pthread_t tid;
+	char c = 0;
+	pid_t pid;
+
+	ASSERT_EQ(pages_on_unit(self->unit), 0);
+	ASSERT_EQ(pipe(ready), 0);
+	ASSERT_EQ(pipe(go), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		uint64_t cpages = 0;
+		char *buf, *out;
+		int fd;
+
+		close(ready[0]);
+		close(go[1]);
+		fd = open_unit(self->unit);
+		buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+		out = malloc(bytes);
+		if (fd < 0 || buf == MAP_FAILED || !out)
+			_exit(2);
+		fill(buf, bytes, 460);
+		if (to_device(fd, buf, out, n, &cpages) || cpages != n)
+			_exit(3);
+		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(4);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(go[0]);
+	ASSERT_EQ(read(ready[0], &c, 1), 1);
+	ASSERT_EQ(pages_on_unit(self->unit), (long)n);
+
+	rel.addr = map_anon(self->ps, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(rel.addr, MAP_FAILED);
+	ASSERT_EQ(set_unit_setting(self->unit, "evict_delay_ms", 1500), 0);
+	ASSERT_EQ(pthread_create(&tid, NULL, release_once, &rel), 0);
+	/* Well inside the pause: the pages are collected by now. */
+	usleep(500000);
+	ASSERT_EQ(write(go[1], "g", 1), 1);
+	ASSERT_EQ(reap(pid), 0);
+	pthread_join(tid, NULL);
+	ASSERT_EQ(set_unit_setting(self->unit, "evict_delay_ms", 0), 0);
+
+	ASSERT_EQ(rel.error, 0);
+	ASSERT_EQ(rel.calls, 1);
+	ASSERT_EQ(pages_on_unit(self->unit), 0);
+	munmap(rel.addr, self->ps);
+	close(ready[0]);
+	close(go[1]);
 }
 
 /* ---------------------------------------------------------------------------
@@ -2312,7 +2595,7 @@ TEST_F(hmm, device_access_own_readonly_pages)
 	unsigned char prot[32];
 	char *buf, *in, *out;
 	uint64_t cpages;
-	long on_dev;
+	long on_dev, calls;
 
 	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
 	ASSERT_NE(buf, MAP_FAILED);
@@ -2339,15 +2622,100 @@ TEST_F(hmm, device_access_own_readonly_pages)
 	ASSERT_EQ(pages_on_unit(self->unit), on_dev);
 	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
 
-	/* Writable VMA, read-only device entries: the write unshares. */
+	/*
+	 * Writable VMA, read-only device entries: the driver unshares them
+	 * itself; hmm_range_fault() never faults its own pages.
+	 */
 	ASSERT_EQ(mprotect(buf, bytes, PROT_READ | PROT_WRITE), 0);
+	calls = cpu_faults_on_unit(self->unit);
+	ASSERT_GE(calls, 0);
 	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
 	ASSERT_EQ(cmd.cpages, n);
 	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(cpu_faults_on_unit(self->unit), calls);
 	ASSERT_EQ(pages_on_unit(self->unit), on_dev - (long)n);
 	ASSERT_EQ(verify(buf, bytes, 230), -1);
 
 	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * Any protection change of a range in device memory takes write access
+ * away from the device entries, as 6.12 does, even one that keeps
+ * PROT_WRITE: the device sees its pages read-only until the CPU writes
+ * (and gets them back).  Soft-dirty tracking is not lost on the way.
+ */
+TEST_F(hmm, protection_change_write_protects_device_pages)
+{
+	unsigned long n = 16, bytes = n * self->ps;
+	unsigned char prot[16];
+	uint64_t cpages;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 235);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+				       HMM_DMIRROR_PROT_WRITE), 0);
+
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ | PROT_WRITE | PROT_EXEC), 0);
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+				       HMM_DMIRROR_PROT_READ), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), (long)n);
+
+	/* The CPU still writes: the page comes back, writable. */
+	fill(buf, bytes, 236);
+	ASSERT_EQ(verify(buf, bytes, 236), -1);
+	ASSERT_EQ(pages_on_unit(self->unit), 0);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+static int sigbus_seen;
+
+static void note_sigbus(int sig)
+{
+	__atomic_store_n(&sigbus_seen, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * A poisoned page is reported as nothing mapped (0) by a snapshot, as
+ * 6.12 does, and a device access that must fault it fails with -EFAULT.
+ * Poisoning a page we map sends us SIGBUS (the injection counts as an
+ * access): it is caught.
+ */
+TEST_F(hmm, snapshot_poisoned_page)
+{
+	unsigned long n = 2, bytes = n * self->ps;
+	struct sigaction sa = { .sa_handler = note_sigbus };
+	unsigned char prot[2];
+	char *buf, *in;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	fill(buf, bytes, 237);
+	sigemptyset(&sa.sa_mask);
+	ASSERT_EQ(sigaction(SIGBUS, &sa, NULL), 0);
+	if (madvise(buf, self->ps, MADV_HWPOISON))
+		SKIP(return, "MADV_HWPOISON: %s", strerror(errno));
+
+	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
+	ASSERT_EQ(prot[0], HMM_DMIRROR_PROT_NONE);
+	ASSERT_EQ(prot[1], HMM_DMIRROR_PROT_WRITE);
+	ASSERT_EQ(dev_read(self->fd, buf, in, 1, NULL), -EFAULT);
+	ASSERT_EQ(dev_read(self->fd, buf + self->ps, in, 1, NULL), 0);
+
 	free(in);
 	munmap(buf, bytes);
 }
@@ -2363,6 +2731,7 @@ TEST_F(hmm, device_write_own_pages_after_fork)
 	struct hmm_dmirror_cmd cmd;
 	char *buf, *in, *out;
 	uint64_t cpages;
+	long calls;
 	int go[2];
 	pid_t pid;
 
@@ -2390,9 +2759,17 @@ TEST_F(hmm, device_write_own_pages_after_fork)
 
 	close(go[0]);
 	fill(in, bytes, 234);
+	calls = cpu_faults_on_unit(self->unit);
+	ASSERT_GE(calls, 0);
 	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
 	ASSERT_EQ(cmd.cpages, n);
 	ASSERT_EQ(cmd.faults, 1);
+	/*
+	 * hmm_range_fault() reported our own read-only pages as they are,
+	 * without faulting them back through migrate_to_ram(); the driver
+	 * moved them itself.
+	 */
+	ASSERT_EQ(cpu_faults_on_unit(self->unit), calls);
 	ASSERT_EQ(verify(buf, bytes, 234), -1);
 	ASSERT_EQ(write(go[1], "x", 1), 1);
 	close(go[1]);
@@ -3241,6 +3618,140 @@ TEST_F(hmm, exclusive_hugetlbfs_refused)
 }
 
 /*
+ * Mark the page of @pfn idle through idle page tracking (one bit per pfn in
+ * 64-bit words of /sys/kernel/mm/page_idle/bitmap, open in @fd), then read
+ * its bit back.  Returns 1 if the page is still idle, 0 if it was used in
+ * between, -1 on error.
+ */
+static int mark_idle_and_check(int fd, uint64_t pfn)
+{
+	off_t where = pfn / 64 * sizeof(uint64_t);
+	uint64_t bit = 1ULL << (pfn % 64), word = bit;
+
+	if (pwrite(fd, &word, sizeof(word), where) != sizeof(word))
+		return -1;
+	if (pread(fd, &word, sizeof(word), where) != sizeof(word))
+		return -1;
+	return !!(word & bit);
+}
+
+/*
+ * Idle page tracking leaves device-exclusive entries alone and counts them
+ * as a use: a device holding a page exclusively is using it.  (It used to
+ * treat them as present PTEs: with no "young" bit to find the pages looked
+ * idle, and on arm64 clearing that bit turned the entries into swap-file
+ * entries the CPU then faulted on forever.)  The pages the device does not
+ * hold are the control: nobody touches them, they read back idle.
+ */
+TEST_F(hmm, exclusive_page_idle)
+{
+	unsigned long n = 16, half = n / 2, bytes = n * self->ps, i;
+	const uint64_t pfn_mask = (1ULL << 55) - 1;
+	uint64_t *pfn, *entry;
+	int idle_fd, drop_fd;
+	char *buf, *out;
+
+	idle_fd = open("/sys/kernel/mm/page_idle/bitmap", O_RDWR | O_CLOEXEC);
+	if (idle_fd < 0 && errno == ENOENT)
+		SKIP(return, "no page_idle bitmap (CONFIG_IDLE_PAGE_TRACKING)");
+	drop_fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+	if (drop_fd < 0 && errno == ENOENT) {
+		close(idle_fd);
+		SKIP(return, "no /proc/sys/vm/drop_caches");
+	}
+	ASSERT_GE(idle_fd, 0);
+	ASSERT_GE(drop_fd, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	/* Small pages only: idle page tracking skips tail pages. */
+	ASSERT_EQ(madvise(buf, bytes, MADV_NOHUGEPAGE), 0);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	pfn = malloc(n * sizeof(*pfn));
+	ASSERT_NE(pfn, NULL);
+	entry = malloc(n * sizeof(*entry));
+	ASSERT_NE(entry, NULL);
+	fill(buf, bytes, 370);
+	for (i = 0; i < n; i++) {
+		pfn[i] = pagemap_of(buf + i * self->ps) & pfn_mask;
+		ASSERT_NE(pfn[i], 0ULL);
+	}
+
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, half), 0);
+	ASSERT_EQ(verify(out, half * self->ps, 370), -1);
+	ASSERT_EQ(count_pagemap(buf, half, PM_PRESENT | PM_SWAP, PM_SWAP),
+		  half);
+	for (i = 0; i < half; i++)
+		entry[i] = pagemap_of(buf + i * self->ps);
+	/*
+	 * Idle page tracking only looks at pages on an LRU list: flush the
+	 * per-CPU batches new pages wait in, which drop_caches does.
+	 */
+	ASSERT_EQ(write(drop_fd, "1", 1), 1);
+
+	for (i = 0; i < n; i++)
+		ASSERT_EQ(mark_idle_and_check(idle_fd, pfn[i]), i >= half)
+			TH_LOG("page %lu (%s)", i,
+			       i < half ? "exclusive" : "control");
+	/* The entries are as they were, and the device still holds them. */
+	for (i = 0; i < half; i++)
+		ASSERT_EQ(pagemap_of(buf + i * self->ps), entry[i]);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, half), -EPERM);
+
+	/* The CPU takes the pages back with their data. */
+	ASSERT_EQ(verify(buf, bytes, 370), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, half), 0);
+	for (i = 0; i < n; i++)
+		ASSERT_EQ(pagemap_of(buf + i * self->ps) &
+			  (PM_PRESENT | pfn_mask), PM_PRESENT | pfn[i]);
+
+	free(entry);
+	free(pfn);
+	free(out);
+	close(drop_fd);
+	close(idle_fd);
+	munmap(buf, bytes);
+}
+
+/*
+ * MADV_PAGEOUT over pages a device holds exclusively, and pages it does
+ * not: the call succeeds, passes over the device-exclusive entries, which
+ * stay as they are, and every page keeps its data, whether it was swapped
+ * out and in again or not (there may be no swap).
+ */
+TEST_F(hmm, exclusive_pageout)
+{
+	unsigned long n = 16, half = n / 2, bytes = n * self->ps, i;
+	uint64_t *entry;
+	char *buf, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, bytes, MADV_NOHUGEPAGE), 0);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	entry = malloc(half * sizeof(*entry));
+	ASSERT_NE(entry, NULL);
+	fill(buf, bytes, 375);
+
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, half), 0);
+	for (i = 0; i < half; i++)
+		entry[i] = pagemap_of(buf + i * self->ps);
+	ASSERT_EQ(madvise(buf, bytes, MADV_PAGEOUT), 0);
+	for (i = 0; i < half; i++)
+		ASSERT_EQ(pagemap_of(buf + i * self->ps), entry[i]);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, half), -EPERM);
+
+	ASSERT_EQ(verify(buf, bytes, 375), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, half), 0);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+
+	free(entry);
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
  * Bad EXCLUSIVE and CHECK_EXCLUSIVE commands get the documented errors and
  * leave the memory as it was.
  */
@@ -3522,6 +4033,403 @@ TEST_F(hmm2, same_range_two_devices)
 	free(out);
 	free(in);
 	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * Device work racing with MADV_DONTNEED
+ *
+ * MADV_DONTNEED only needs the mmap lock for reading, so it can zap pages
+ * while the driver migrates them to the device or makes them exclusive.
+ * A page zapped before the driver recorded it must not stay in the
+ * device's page table: it is freed (a device page goes back to the pool)
+ * and a later device access would use freed or reused memory.
+ *
+ * One thread loops over the device command, the other zaps the range and
+ * refills most of it, each round with data that tells the round and the
+ * page.  Every device view seen meanwhile must be plausible: each page all
+ * zero, or the data of some round for that very page, possibly half
+ * written (the CPU may be filling it).  Afterwards the device must see
+ * exactly what the CPU sees.
+ */
+
+#define DNR_SEED_BASE	20000U
+
+struct dnr_race {
+	int		fd;
+	char		*buf;
+	unsigned long	n;		/* pages in the range */
+	unsigned long	ps;
+	unsigned int	rounds;		/* of the zapping thread */
+	unsigned long	request;	/* the device thread's command */
+	int		expected_err;	/* its legitimate failure under races */
+	pthread_barrier_t start;
+	int		stop;		/* set when the zapping thread is done */
+	/* Results, read after both threads are joined. */
+	unsigned long	calls, ok, failed, reads, read_busy;
+	int		device_err;	/* an unexpected device error, or 0 */
+	int		cpu_err;	/* errno of a failed madvise(), or 0 */
+	long		bad_page;	/* first implausible page seen, or -1 */
+};
+
+/* Seed of page @i in round @round: fits the 16 bits page_seed() returns. */
+static unsigned int dnr_seed(const struct dnr_race *r, unsigned int round,
+			     unsigned long i)
+{
+	return DNR_SEED_BASE + round * r->n + i;
+}
+
+/* Which pages a round refills after zapping them all: three in four. */
+static bool dnr_filled(unsigned int round, unsigned long i)
+{
+	return (i + round) % 4 != 0;
+}
+
+/* Is each byte of @w either zero or the same byte of @v? */
+static bool dnr_bytes_of(uint64_t w, uint64_t v)
+{
+	uint64_t mask;
+
+	for (mask = 0xff; mask; mask <<= 8)
+		if ((w & mask) && (w & mask) != (v & mask))
+			return false;
+	return true;
+}
+
+/* Are the words of @w from @first on parts of the data @seed fills in? */
+static bool dnr_part_of(const uint64_t *w, size_t first, size_t nwords,
+			unsigned int seed)
+{
+	size_t k;
+
+	for (k = first; k < nwords; k++)
+		if (!dnr_bytes_of(w[k], word_value(seed, k)))
+			return false;
+	return true;
+}
+
+/*
+ * Could @page be what the device sees at page @i during the race?  All
+ * zero, or one round's data for page @i with some of it still zero: a
+ * fill in progress (pages are zero before they are filled).
+ *
+ * Written or not is a matter of bytes, not of words: the driver copies a
+ * page that the CPU may be filling with memcpy(), which promises nothing
+ * about reading a word in one go (gcc makes a page-sized one rep movsl on
+ * x86_64, four bytes at a time).  It may read part of a word before the
+ * CPU stores it and the rest after.  Another page's data, or a mix of two
+ * rounds, still differs from what is expected in the seed bytes.
+ */
+static bool dnr_plausible(const struct dnr_race *r, const void *page,
+			  unsigned long i)
+{
+	const uint64_t *w = page;
+	size_t first, nwords = r->ps / sizeof(*w);
+	unsigned int seed, round;
+
+	for (first = 0; first < nwords && !w[first]; first++)
+		;
+	if (first == nwords)
+		return true;
+	/* word_value() puts the seed in the top 16 bits... */
+	seed = (unsigned int)((w[first] ^ word_value(0, first)) >> 48);
+	if (seed >= DNR_SEED_BASE &&
+	    seed < DNR_SEED_BASE + r->rounds * r->n &&
+	    (seed - DNR_SEED_BASE) % r->n == i &&
+	    dnr_part_of(w, first, nwords, seed))
+		return true;
+	/* ...unless that word is torn there: then try every round's. */
+	for (round = 0; round < r->rounds; round++)
+		if (dnr_part_of(w, first, nwords, dnr_seed(r, round, i)))
+			return true;
+	return false;
+}
+
+static void dnr_check(struct dnr_race *r, const char *view)
+{
+	unsigned long i;
+
+	for (i = 0; i < r->n && r->bad_page < 0; i++)
+		if (!dnr_plausible(r, view + i * r->ps, i))
+			r->bad_page = (long)i;
+}
+
+static void *dnr_device_loop(void *arg)
+{
+	struct dnr_race *r = arg;
+	struct hmm_dmirror_cmd cmd;
+	char *view;
+	int ret;
+
+	view = malloc(r->n * r->ps);
+	pthread_barrier_wait(&r->start);
+	if (!view) {
+		r->device_err = -ENOMEM;
+		return NULL;
+	}
+
+	/* At least once, then for as long as the other thread zaps. */
+	do {
+		r->calls++;
+		ret = dmirror(r->fd, r->request, r->buf, view, r->n, &cmd);
+		if (!ret && cmd.cpages != r->n) {
+			r->device_err = -EPROTO;
+		} else if (!ret) {
+			r->ok++;
+			dnr_check(r, view);
+		} else if (ret == r->expected_err) {
+			r->failed++;
+		} else {
+			r->device_err = ret;
+		}
+
+		/* The device reads through whatever its mirror now holds. */
+		r->reads++;
+		ret = dev_read(r->fd, r->buf, view, r->n, NULL);
+		if (!ret)
+			dnr_check(r, view);
+		else if (ret == -EBUSY)
+			r->read_busy++;
+		else
+			r->device_err = ret;
+	} while (!r->device_err && r->bad_page < 0 &&
+		 !__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE));
+
+	free(view);
+	return NULL;
+}
+
+static void *dnr_cpu_loop(void *arg)
+{
+	struct dnr_race *r = arg;
+	unsigned int round;
+	unsigned long i;
+
+	pthread_barrier_wait(&r->start);
+	for (round = 0; round < r->rounds; round++) {
+		if (madvise(r->buf, r->n * r->ps, MADV_DONTNEED)) {
+			r->cpu_err = errno;
+			break;
+		}
+		for (i = 0; i < r->n; i++)
+			if (dnr_filled(round, i))
+				fill(r->buf + i * r->ps, r->ps,
+				     dnr_seed(r, round, i));
+	}
+	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * Run the race on @r, then check that the CPU holds what the last round
+ * left (returned in @expect) and the device sees the same.  Returns 0, or
+ * the line of the first check that failed, for the caller to report.
+ */
+static int dnr_run(struct dnr_race *r, char *expect, char *view)
+{
+	size_t bytes = r->n * r->ps;
+	unsigned int last = r->rounds - 1;
+	pthread_t dev_tid, cpu_tid;
+	unsigned long i;
+
+	r->bad_page = -1;
+	if (pthread_barrier_init(&r->start, NULL, 2))
+		return __LINE__;
+	if (pthread_create(&dev_tid, NULL, dnr_device_loop, r))
+		return __LINE__;
+	if (pthread_create(&cpu_tid, NULL, dnr_cpu_loop, r)) {
+		/* Let the device thread go, then stop it. */
+		__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+		pthread_barrier_wait(&r->start);
+		pthread_join(dev_tid, NULL);
+		return __LINE__;
+	}
+	pthread_join(cpu_tid, NULL);
+	pthread_join(dev_tid, NULL);
+	pthread_barrier_destroy(&r->start);
+
+	if (r->cpu_err || r->device_err || r->bad_page >= 0)
+		return __LINE__;
+
+	/* CPU reads bring back whatever the device still holds. */
+	for (i = 0; i < r->n; i++) {
+		const char *page = r->buf + i * r->ps;
+
+		if (dnr_filled(last, i) ?
+		    verify(page, r->ps, dnr_seed(r, last, i)) != -1 :
+		    !all_zero(page, r->ps))
+			return __LINE__;
+	}
+	memcpy(expect, r->buf, bytes);
+
+	/* No entry the race left in the device's page table may differ. */
+	if (dev_read(r->fd, r->buf, view, r->n, NULL))
+		return __LINE__;
+	for (i = 0; i < r->n; i++)
+		if (memcmp(view + i * r->ps, expect + i * r->ps, r->ps))
+			return __LINE__;
+	return 0;
+}
+
+/*
+ * MIGRATE_TO_DEV against MADV_DONTNEED and refills.  A migration may find
+ * some page zapped or refilled under it and report it missing (-ENOENT);
+ * what it hands back otherwise, and what the device reads, is plausible.
+ * Then the device sees what the CPU sees, a quiet migration moves every
+ * page with its data, and RELEASE empties the device: no device page was
+ * lost or kept by the race.
+ */
+TEST_F(hmm, migrate_dontneed_race)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	struct dnr_race r = {
+		.fd		= self->fd,
+		.n		= n,
+		.ps		= self->ps,
+		.rounds		= 200,
+		.request	= HMM_DMIRROR_MIGRATE_TO_DEV,
+		.expected_err	= -ENOENT,
+	};
+	char *expect, *view;
+	uint64_t cpages;
+	int line;
+
+	r.buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(r.buf, MAP_FAILED);
+	expect = malloc(bytes);
+	ASSERT_NE(expect, NULL);
+	view = malloc(bytes);
+	ASSERT_NE(view, NULL);
+
+	line = dnr_run(&r, expect, view);
+	TH_LOG("%lu migrations: %lu complete, %lu missing pages; %lu reads, %lu busy",
+	       r.calls, r.ok, r.failed, r.reads, r.read_busy);
+	ASSERT_EQ(r.cpu_err, 0);
+	ASSERT_EQ(r.device_err, 0);
+	ASSERT_EQ(r.bad_page, -1);
+	ASSERT_EQ(line, 0);
+
+	ASSERT_EQ(to_device(self->fd, r.buf, view, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(memcmp(view, expect, bytes), 0);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, r.buf, NULL, n, NULL),
+		  0);
+	ASSERT_EQ(pages_on_unit(self->unit), 0);
+	ASSERT_EQ(memcmp(r.buf, expect, bytes), 0);
+
+	free(view);
+	free(expect);
+	munmap(r.buf, bytes);
+}
+
+/*
+ * EXCLUSIVE against MADV_DONTNEED and refills.  A page zapped while it is
+ * made exclusive must not be recorded as the device's; EXCLUSIVE may give
+ * up on a range that keeps changing (-EBUSY).  Afterwards the CPU has
+ * taken every page back and the device sees what the CPU sees.
+ */
+TEST_F(hmm, exclusive_dontneed_race)
+{
+	unsigned long n = 16, bytes = n * self->ps;
+	struct dnr_race r = {
+		.fd		= self->fd,
+		.n		= n,
+		.ps		= self->ps,
+		.rounds		= 100,
+		.request	= HMM_DMIRROR_EXCLUSIVE,
+		.expected_err	= -EBUSY,
+	};
+	char *expect, *view;
+	int line;
+
+	r.buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(r.buf, MAP_FAILED);
+	expect = malloc(bytes);
+	ASSERT_NE(expect, NULL);
+	view = malloc(bytes);
+	ASSERT_NE(view, NULL);
+
+	line = dnr_run(&r, expect, view);
+	TH_LOG("%lu exclusive calls: %lu complete, %lu busy; %lu reads, %lu busy",
+	       r.calls, r.ok, r.failed, r.reads, r.read_busy);
+	ASSERT_EQ(r.cpu_err, 0);
+	ASSERT_EQ(r.device_err, 0);
+	ASSERT_EQ(r.bad_page, -1);
+	ASSERT_EQ(line, 0);
+	ASSERT_EQ(dev_check_exclusive(self->fd, r.buf, n), 0);
+
+	/* Quiet now: the whole range becomes exclusive at once. */
+	ASSERT_EQ(dev_exclusive(self->fd, r.buf, view, n), 0);
+	ASSERT_EQ(memcmp(view, expect, bytes), 0);
+	ASSERT_EQ(dev_check_exclusive(self->fd, r.buf, n), -EPERM);
+	ASSERT_EQ(memcmp(r.buf, expect, bytes), 0);
+	ASSERT_EQ(dev_check_exclusive(self->fd, r.buf, n), 0);
+
+	free(view);
+	free(expect);
+	munmap(r.buf, bytes);
+}
+
+/*
+ * EXCLUSIVE on pages the device already holds exclusively: making them
+ * exclusive again first faults them back, which invalidates the range.
+ * That must not count as a change that forces a retry (it would happen on
+ * every retry, and the call would fail with EBUSY after a second), with
+ * small pages and with a THP, whose split invalidates the range too.
+ */
+TEST_F(hmm, exclusive_twice)
+{
+	unsigned long bytes = SZ_2M, n = bytes / self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *in, *out;
+
+	buf = map_aligned(bytes, SZ_2M);
+	ASSERT_NE(buf, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	/* Small pages first. */
+	ASSERT_EQ(madvise(buf, bytes, MADV_NOHUGEPAGE), 0);
+	fill(buf, bytes, 500);
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, 64), 0);
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, 64), 0);
+	ASSERT_EQ(verify(out, 64 * self->ps, 500), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, 64), -EPERM);
+	fill(in, 64 * self->ps, 501);
+	ASSERT_EQ(dev_write(self->fd, buf, in, 64, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(buf, 64 * self->ps, 501), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, 64), 0);
+	ASSERT_EQ(munmap(buf, bytes), 0);
+
+	/* The small-page part counts even where no THP can be had. */
+	if (!thp_possible()) {
+		TH_LOG("transparent huge pages are disabled, THP part skipped");
+		goto out;
+	}
+	buf = map_aligned(bytes, SZ_2M);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, bytes, MADV_HUGEPAGE), 0);
+	fill(buf, bytes, 502);
+	if (smaps_kb(buf, "AnonHugePages:") < (long)(SZ_2M >> 10)) {
+		TH_LOG("no huge page could be allocated, THP part skipped");
+		munmap(buf, bytes);
+		goto out;
+	}
+	/* Keep khugepaged from collapsing the split range meanwhile. */
+	ASSERT_EQ(madvise(buf, bytes, MADV_NOHUGEPAGE), 0);
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	ASSERT_EQ(verify(out, bytes, 502), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), -EPERM);
+	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(verify(buf, bytes, 502), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+	munmap(buf, bytes);
+out:
+	free(out);
+	free(in);
 }
 
 /* ---------------------------------------------------------------------------
