@@ -685,23 +685,34 @@ static int hmm_kunit_write_file(const char *path, const void *buf, size_t len)
 }
 
 /*
- * Mark the folio of @pfn idle through the page_idle bitmap: is it still
- * idle afterwards?  The flag is looked at directly, not read back through
- * the bitmap: the bitmap's last chunk, which reaches past the end of
- * memory, reads and writes short (0 bytes), although a write there does
- * mark the pages.
+ * The page_idle bitmap's last chunk reaches past the end of memory and
+ * reads and writes short (0 bytes): is @pfn in a full chunk?
+ */
+static bool hmm_kunit_idle_chunk_full(struct file *bitmap, unsigned long pfn)
+{
+	loff_t pos = pfn / 64 * sizeof(u64);
+	u64 word;
+
+	return kernel_read(bitmap, &word, sizeof(word), &pos) == sizeof(word);
+}
+
+/*
+ * Mark the folio of @pfn idle through the page_idle bitmap, then read the
+ * bit back (the read is what looks for references): is it still idle?
  */
 static bool hmm_kunit_idle(struct kunit *test, struct file *bitmap,
 			   unsigned long pfn)
 {
-	loff_t pos = pfn / 64 * sizeof(u64);
+	loff_t where = pfn / 64 * sizeof(u64), pos;
 	u64 word = BIT_ULL(pfn % 64);
-	ssize_t ret;
 
-	ret = kernel_write(bitmap, &word, sizeof(word), &pos);
-	KUNIT_ASSERT_TRUE_MSG(test, ret == sizeof(word) || ret == 0,
-			      "page_idle bitmap write: %zd", ret);
-	return folio_test_idle(pfn_folio(pfn));
+	pos = where;
+	KUNIT_ASSERT_EQ(test, kernel_write(bitmap, &word, sizeof(word), &pos),
+			(ssize_t)sizeof(word));
+	pos = where;
+	KUNIT_ASSERT_EQ(test, kernel_read(bitmap, &word, sizeof(word), &pos),
+			(ssize_t)sizeof(word));
+	return word & BIT_ULL(pfn % 64);
 }
 
 /*
@@ -710,9 +721,11 @@ static bool hmm_kunit_idle(struct kunit *test, struct file *bitmap,
  * exclusively is never idle, its entry stays as it is, while a page nobody
  * touches (the control, to show the bitmap works) stays idle.
  */
+#define HMM_KUNIT_IDLE_PAGES	128
+
 static void hmm_kunit_exclusive_idle(struct kunit *test)
 {
-	unsigned long pfn, control_pfn;
+	unsigned long pfn, control_pfn, i, index[2], found;
 	struct hmm_kunit_mirror *m;
 	struct file *bitmap;
 	struct folio *folio;
@@ -728,12 +741,22 @@ static void hmm_kunit_exclusive_idle(struct kunit *test)
 	ret = kunit_add_action_or_reset(test, hmm_kunit_fput, bitmap);
 	KUNIT_ASSERT_EQ(test, ret, 0);
 
-	m = hmm_kunit_map(test, 2, PROT_READ | PROT_WRITE);
-	hmm_kunit_write(test, m, 1, 0x5a);
-	control = hmm_kunit_read_pte(m->addr + PAGE_SIZE);
-	KUNIT_ASSERT_TRUE(test, pte_present(control));
-	control_pfn = pte_pfn(control);
-	page = hmm_kunit_exclusive(test, m, 0, 0x3c);
+	/*
+	 * Two pages outside the bitmap's short last chunk, which holds at
+	 * most 63 pages: one for the device, one as the control.
+	 */
+	m = hmm_kunit_map(test, HMM_KUNIT_IDLE_PAGES, PROT_READ | PROT_WRITE);
+	for (i = 0, found = 0; i < HMM_KUNIT_IDLE_PAGES && found < 2; i++) {
+		hmm_kunit_write(test, m, i, 0x5a);
+		control = hmm_kunit_read_pte(m->addr + i * PAGE_SIZE);
+		KUNIT_ASSERT_TRUE(test, pte_present(control));
+		if (hmm_kunit_idle_chunk_full(bitmap, pte_pfn(control)))
+			index[found++] = i;
+	}
+	KUNIT_ASSERT_EQ(test, found, 2);
+	control_pfn = pte_pfn(hmm_kunit_read_pte(m->addr +
+						 index[1] * PAGE_SIZE));
+	page = hmm_kunit_exclusive(test, m, index[0], 0x3c);
 	folio = page_folio(page);
 	pfn = page_to_pfn(page);
 	folio_unlock(folio);
@@ -746,17 +769,21 @@ static void hmm_kunit_exclusive_idle(struct kunit *test)
 	if (ret || !folio_test_lru(folio) ||
 	    !folio_test_lru(pfn_folio(control_pfn))) {
 		put_page(page);
-		kunit_skip(test, "cannot put the pages on the LRU (%d)", ret);
+		KUNIT_FAIL(test, "cannot put the pages on the LRU (%d)", ret);
+		return;
 	}
 
 	KUNIT_EXPECT_FALSE(test, hmm_kunit_idle(test, bitmap, pfn));
-	KUNIT_EXPECT_TRUE(test, hmm_kunit_is_exclusive(m->addr, pfn));
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_is_exclusive(m->addr +
+						       index[0] * PAGE_SIZE,
+						       pfn));
 	KUNIT_EXPECT_TRUE(test, hmm_kunit_idle(test, bitmap, control_pfn));
 	put_page(page);
 
-	KUNIT_EXPECT_TRUE(test, hmm_kunit_cpu_reads(test, m, 0, 0x3c));
-	KUNIT_EXPECT_TRUE(test, hmm_kunit_is_present(m->addr, pfn));
-	KUNIT_EXPECT_TRUE(test, hmm_kunit_cpu_reads(test, m, 1, 0x5a));
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_cpu_reads(test, m, index[0], 0x3c));
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_is_present(m->addr +
+						     index[0] * PAGE_SIZE, pfn));
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_cpu_reads(test, m, index[1], 0x5a));
 }
 
 /*
