@@ -25,6 +25,9 @@ Counting rules:
     expected to fail that passed) is failed.  A `1..0 # SKIP reason` plan
     counts as one skipped test.
   * A `cmd` suite is one test, passed if its exit status is 0.
+  * Every plan (`1..N`), the top level's and each KTAP subtest's, must match
+    the number of results printed at its level: fewer is truncated output,
+    more is a result nobody planned.  Either is a problem.
   * Every problem is one string in the run's "problems" list; each failed
     test contributes exactly one, so problems beyond the failed tests are
     run-level problems (splats, truncation, ...), each worth one failure in
@@ -41,6 +44,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
@@ -188,6 +192,9 @@ class TapResult:
     outcome: str
     indent: int
     children: list[TapResult] = field(default_factory=list)
+    reason: str = ""  # the text after a SKIP (or other) directive
+    planned: int | None = None  # the plan of its subtests, if they had one
+    placeholder: bool = False  # stands for a `1..0 # SKIP` plan, not a result line
 
 
 @dataclass
@@ -200,10 +207,24 @@ class Tap:
     bail_outs: list[str]
 
 
+class Leaf(NamedTuple):
+    """A counted test: its qualified name, outcome and directive reason."""
+
+    name: str
+    outcome: str
+    reason: str = ""
+
+
 def _directive(comment: str | None) -> str | None:
     """The directive (SKIP, TODO, XFAIL, XPASS) opening a # comment, if any."""
     directive = _DIRECTIVE_RE.match(comment or "")
     return directive[1].upper() if directive else None
+
+
+def _reason(comment: str | None) -> str:
+    """The text after the directive of a # comment ("" without a directive)."""
+    directive = _DIRECTIVE_RE.match(comment or "")
+    return comment[directive.end():].strip() if directive else ""
 
 
 def _outcome(status: str, comment: str | None) -> str:
@@ -220,10 +241,12 @@ def parse_tap(body: list[str]) -> Tap:
     Printk timestamps and levels are stripped first, so kernel log lines
     (KUnit) and plain program output (kselftest) are handled alike.  Lines
     that are not version, plan, result or bail-out lines are ignored.  The
-    top level is the indentation of the first version or plan line.
+    top level is the indentation of the first version or plan line.  A plan
+    printed deeper than a result line (a KTAP subtest's `1..N`) becomes the
+    `planned` of that result.
     """
     stack: list[TapResult] = []  # results whose parent is not yet known
-    plans: list[tuple[int, int]] = []
+    plans: list[tuple[int, int]] = []  # plans whose parent is not yet known
     bail_outs: list[str] = []
     top_indent: int | None = None
     for raw in body:
@@ -236,13 +259,22 @@ def parse_tap(body: list[str]) -> Tap:
             indent, count = len(plan[1]), int(plan[2])
             plans.append((indent, count))
             if count == 0 and _directive(plan[3]) == "SKIP":
-                stack.append(TapResult("(all)", SKIP, indent))
+                stack.append(TapResult("(all)", SKIP, indent, reason=_reason(plan[3]),
+                                       placeholder=True))
         elif result := _RESULT_RE.match(line):
             indent = len(result[1])
             name = result[4] or f"test {result[3]}"
-            node = TapResult(name, _outcome(result[2], result[5]), indent)
+            node = TapResult(name, _outcome(result[2], result[5]), indent,
+                             reason=_reason(result[5]))
             while stack and stack[-1].indent > indent:
                 node.children.insert(0, stack.pop())
+            deeper = []
+            while plans and plans[-1][0] > indent:
+                deeper.insert(0, plans.pop())
+            if deeper:
+                level = min(plan_indent for plan_indent, _ in deeper)
+                node.planned = sum(count for plan_indent, count in deeper
+                                   if plan_indent == level)
             stack.append(node)
         elif bail_out := _BAIL_OUT_RE.match(line):
             bail_outs.append(bail_out[1])
@@ -253,24 +285,38 @@ def parse_tap(body: list[str]) -> Tap:
     return Tap(
         roots=stack,
         planned=sum(top_plans) if top_plans else None,
-        top_level=sum(1 for root in stack if root.indent == top_indent),
+        top_level=sum(1 for root in stack if root.indent == top_indent and not root.placeholder),
         bail_outs=bail_outs,
     )
 
 
-def leaf_outcomes(node: TapResult, prefix: str = "") -> list[tuple[str, str]]:
-    """Return (qualified name, outcome) of the leaves under a result.
+def leaf_outcomes(node: TapResult, prefix: str = "") -> list[Leaf]:
+    """Return the leaves under a result: (qualified name, outcome, reason).
 
     Names are joined with dots (suite.case.param).  A parent that failed
     with no failing leaf counts as one failed test itself.
     """
     name = f"{prefix}.{node.name}" if prefix else node.name
     if not node.children:
-        return [(name, node.outcome)]
+        return [Leaf(name, node.outcome, node.reason)]
     leaves = [leaf for child in node.children for leaf in leaf_outcomes(child, name)]
-    if node.outcome == FAIL and all(outcome != FAIL for _, outcome in leaves):
-        leaves.append((name, FAIL))
+    if node.outcome == FAIL and all(leaf.outcome != FAIL for leaf in leaves):
+        leaves.append(Leaf(name, FAIL, node.reason))
     return leaves
+
+
+def plan_mismatches(node: TapResult, prefix: str = "") -> list[str]:
+    """One problem per subtest under node (itself included) whose plan does
+    not match the number of its subtests' results."""
+    name = f"{prefix}.{node.name}" if prefix else node.name
+    problems = []
+    results = sum(1 for child in node.children if not child.placeholder)
+    if node.planned is not None and node.planned != results:
+        problems.append(f"subtest {name}: plan says {node.planned} tests but "
+                        f"{results} reported")
+    for child in node.children:
+        problems += plan_mismatches(child, name)
+    return problems
 
 
 # --------------------------------------------------------------------------
@@ -285,7 +331,7 @@ def evaluate_suite(suite: Suite) -> tuple[dict, list[str]]:
     tap: Tap | None = None
     if suite.kind == "cmd":
         finished = suite.rc is not None
-        leaves = [(suite.name, PASS if suite.rc == 0 else FAIL)] if finished else []
+        leaves = [Leaf(suite.name, PASS if suite.rc == 0 else FAIL)] if finished else []
     elif suite.kind in ("kselftest", "kunit"):
         tap = parse_tap(suite.body)
         leaves = [leaf for root in tap.roots for leaf in leaf_outcomes(root)]
@@ -293,8 +339,8 @@ def evaluate_suite(suite: Suite) -> tuple[dict, list[str]]:
         problems.append(f"{where}: unknown suite kind {suite.kind!r}")
         leaves = []
 
-    counts = Counter(outcome for _, outcome in leaves)
-    failed_tests = [name for name, outcome in leaves if outcome == FAIL]
+    counts = Counter(leaf.outcome for leaf in leaves)
+    failed_tests = [leaf.name for leaf in leaves if leaf.outcome == FAIL]
     problems += [f"{where}: test {name} failed" for name in failed_tests]
     if tap is not None:
         problems += [f"{where}: Bail out! {reason}" for reason in tap.bail_outs]
@@ -303,6 +349,12 @@ def evaluate_suite(suite: Suite) -> tuple[dict, list[str]]:
                 f"{where}: plan says {tap.planned} tests but only {tap.top_level} "
                 "reported (truncated output)"
             )
+        elif tap.planned is not None and tap.planned < tap.top_level:
+            problems.append(
+                f"{where}: plan says {tap.planned} tests but {tap.top_level} reported"
+            )
+        problems += [f"{where}: {problem}" for root in tap.roots
+                     for problem in plan_mismatches(root)]
         if not leaves:
             problems.append(f"{where}: ran no tests (no test results in its output)")
     if suite.rc is None:
