@@ -92,8 +92,13 @@ class CleanLogTest(unittest.TestCase):
         self.assertEqual(written["run"], "x86")
         self.assertEqual(
             set(written["suites"][0]),
-            {"name", "kind", "passed", "failed", "skipped", "seconds", "rc", "failed_tests"},
+            {"name", "kind", "passed", "failed", "skipped", "seconds", "rc", "failed_tests",
+             "skip_reasons", "test_names"},
         )
+        hmm_tests = written["suites"][0]
+        self.assertEqual(hmm_tests["skip_reasons"], {"no coherent device": 1})
+        self.assertEqual(len(hmm_tests["test_names"]), 5)
+        self.assertEqual(hmm_tests["test_names"][2], "hmm.hmm_device_coherent.open_close")
 
 
 class FailingTestsTest(unittest.TestCase):
