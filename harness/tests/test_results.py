@@ -92,8 +92,13 @@ class CleanLogTest(unittest.TestCase):
         self.assertEqual(written["run"], "x86")
         self.assertEqual(
             set(written["suites"][0]),
-            {"name", "kind", "passed", "failed", "skipped", "seconds", "rc", "failed_tests"},
+            {"name", "kind", "passed", "failed", "skipped", "seconds", "rc", "failed_tests",
+             "skip_reasons", "test_names"},
         )
+        hmm_tests = written["suites"][0]
+        self.assertEqual(hmm_tests["skip_reasons"], {"no coherent device": 1})
+        self.assertEqual(len(hmm_tests["test_names"]), 5)
+        self.assertEqual(hmm_tests["test_names"][2], "hmm.hmm_device_coherent.open_close")
 
 
 class FailingTestsTest(unittest.TestCase):
@@ -288,6 +293,26 @@ class SuiteVerdictTest(unittest.TestCase):
         self.assertEqual(report["problems"],
                          ["suite hmm-tests: plan says 5 tests but only 3 reported "
                           "(truncated output)"])
+
+    def test_more_results_than_planned_and_a_short_subtest_plan(self):
+        report = parse("plan_mismatch.log")
+        self.assertFalse(report["ok"])
+        self.assertEqual(counts(suite(report, "hmm-tests")), (3, 0, 0))
+        self.assertEqual(report["problems"], [
+            "suite hmm-tests: plan says 2 tests but 3 reported",
+            "suite hmm_kunit: subtest hmm_range_fault: plan says 3 tests but 2 reported",
+        ])
+
+    def test_skip_reasons_are_kept(self):
+        body = ["TAP version 13", "1..3", "ok 1 a # SKIP no device", "ok 2 b # skip",
+                "  1..0 # SKIP nothing to run", "ok 3 c"]
+        tap = results.parse_tap(body)
+        leaves = [leaf for root in tap.roots for leaf in results.leaf_outcomes(root)]
+        self.assertEqual([(leaf.name, leaf.reason) for leaf in leaves if leaf.outcome == "skip"],
+                         [("a", "no device"), ("b", ""), ("c.(all)", "nothing to run")])
+        # the `1..0 # SKIP` placeholder is no result: c's plan of 0 matches
+        self.assertEqual(results.plan_mismatches(tap.roots[2]), [])
+        self.assertEqual((tap.planned, tap.top_level), (3, 3))
 
     def test_exit_statuses(self):
         report = parse("exit_status.log")
