@@ -46,6 +46,7 @@ if [[ $mode == test ]]; then
 	guest_run stripped always
 	"$HARNESS/build.sh" debug
 	guest_run debug always
+	guest_run debug madvise
 fi
 
 stage "summary"

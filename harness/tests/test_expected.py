@@ -96,7 +96,8 @@ class RepositoryFileTest(unittest.TestCase):
 
     def test_runs_of_make_test(self):
         self.assertEqual(set(self.expected.runs),
-                         {"default/always", "default/madvise", "debug/always", "stripped/always"})
+                         {"default/always", "default/madvise", "debug/always", "debug/madvise",
+                          "stripped/always"})
 
     def test_every_run_lists_the_suites_of_its_variant(self):
         for run, section in self.expected.runs.items():
