@@ -4295,6 +4295,34 @@ static int dnr_run(struct dnr_race *r, char *expect, char *view)
 }
 
 /*
+ * Map the range of @r, run the race on it and check how it went; @expect
+ * and @view come back allocated, @expect with what the CPU holds at the
+ * end.  @what names the device command in the log.
+ */
+static void dnr_race_and_check(struct __test_metadata *_metadata,
+			       struct dnr_race *r, const char *what,
+			       char **expect, char **view)
+{
+	size_t bytes = r->n * r->ps;
+	int line;
+
+	r->buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(r->buf, MAP_FAILED);
+	*expect = malloc(bytes);
+	ASSERT_NE(*expect, NULL);
+	*view = malloc(bytes);
+	ASSERT_NE(*view, NULL);
+
+	line = dnr_run(r, *expect, *view);
+	TH_LOG("%lu %s calls: %lu complete, %lu refused; %lu reads, %lu busy",
+	       r->calls, what, r->ok, r->failed, r->reads, r->read_busy);
+	ASSERT_EQ(r->cpu_err, 0);
+	ASSERT_EQ(r->device_err, 0);
+	ASSERT_EQ(r->bad_page, -1);
+	ASSERT_EQ(line, 0);
+}
+
+/*
  * MIGRATE_TO_DEV against MADV_DONTNEED and refills.  A migration may find
  * some page zapped or refilled under it and report it missing (-ENOENT);
  * what it hands back otherwise, and what the device reads, is plausible.
@@ -4315,22 +4343,8 @@ TEST_F(hmm, migrate_dontneed_race)
 	};
 	char *expect, *view;
 	uint64_t cpages;
-	int line;
 
-	r.buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
-	ASSERT_NE(r.buf, MAP_FAILED);
-	expect = malloc(bytes);
-	ASSERT_NE(expect, NULL);
-	view = malloc(bytes);
-	ASSERT_NE(view, NULL);
-
-	line = dnr_run(&r, expect, view);
-	TH_LOG("%lu migrations: %lu complete, %lu missing pages; %lu reads, %lu busy",
-	       r.calls, r.ok, r.failed, r.reads, r.read_busy);
-	ASSERT_EQ(r.cpu_err, 0);
-	ASSERT_EQ(r.device_err, 0);
-	ASSERT_EQ(r.bad_page, -1);
-	ASSERT_EQ(line, 0);
+	dnr_race_and_check(_metadata, &r, "MIGRATE_TO_DEV", &expect, &view);
 
 	ASSERT_EQ(to_device(self->fd, r.buf, view, n, &cpages), 0);
 	ASSERT_EQ(cpages, n);
@@ -4363,22 +4377,8 @@ TEST_F(hmm, exclusive_dontneed_race)
 		.expected_err	= -EBUSY,
 	};
 	char *expect, *view;
-	int line;
 
-	r.buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
-	ASSERT_NE(r.buf, MAP_FAILED);
-	expect = malloc(bytes);
-	ASSERT_NE(expect, NULL);
-	view = malloc(bytes);
-	ASSERT_NE(view, NULL);
-
-	line = dnr_run(&r, expect, view);
-	TH_LOG("%lu exclusive calls: %lu complete, %lu busy; %lu reads, %lu busy",
-	       r.calls, r.ok, r.failed, r.reads, r.read_busy);
-	ASSERT_EQ(r.cpu_err, 0);
-	ASSERT_EQ(r.device_err, 0);
-	ASSERT_EQ(r.bad_page, -1);
-	ASSERT_EQ(line, 0);
+	dnr_race_and_check(_metadata, &r, "EXCLUSIVE", &expect, &view);
 	ASSERT_EQ(dev_check_exclusive(self->fd, r.buf, n), 0);
 
 	/* Quiet now: the whole range becomes exclusive at once. */
