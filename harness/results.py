@@ -847,6 +847,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+#: The run name of hostcheck.py's report.
+HOST_RUN = "host"
+
+
 def cmd_total(args: argparse.Namespace) -> int:
     """`total`: combine runs' JSON into one table and a final count line."""
     reports = [load_report(path) for path in args.reports]
@@ -854,8 +858,14 @@ def cmd_total(args: argparse.Namespace) -> int:
     lines += [line for report in reports for line in _fail_lines(report, first_line_only=True)]
     lines += [f"NOTE: {report['run']}: {note}" for report in reports
               for note in report.get("notes", [])]
-    totals = [run_totals(report) for report in reports]
-    passed, failed, skipped = (sum(column) for column in zip(*totals))
+    # The host-side checks (lint, round trips, the harness's own tests) get
+    # a line of their own: the last line counts the tests of the guests.
+    host = [run_totals(report) for report in reports if report["run"] == HOST_RUN]
+    if host:
+        passed, failed, skipped = (sum(column) for column in zip(*host))
+        lines.append(f"host checks: {passed} passed, {failed} failed, {skipped} skipped")
+    guest = [run_totals(report) for report in reports if report["run"] != HOST_RUN]
+    passed, failed, skipped = (sum(column) for column in zip(*guest)) if guest else (0, 0, 0)
     lines.append(f"{passed} passed, {failed} failed, {skipped} skipped")
     print("\n".join(lines))
     return 0 if all(report["ok"] for report in reports) else 1

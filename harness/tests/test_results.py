@@ -458,6 +458,20 @@ class TotalTest(unittest.TestCase):
         self.assertEqual(status, 1)
         self.assertEqual(output.splitlines()[-1], "0 passed, 1 failed, 0 skipped")
 
+    def test_host_checks_have_a_line_of_their_own(self):
+        path = Path(self.tmp.name, "host.json")
+        suites = [{"name": "lint", "kind": "host", "passed": 5, "failed": 1,
+                   "skipped": 0, "seconds": 3, "rc": 1, "failed_tests": []}]
+        path.write_text(json.dumps({"run": "host", "ok": False, "suites": suites,
+                                    "problems": ["lint: 1 problem"]}))
+        status, output = run_main("total", self.json_for("clean.log", "x86"), str(path))
+        self.assertEqual(status, 1)
+        lines = output.splitlines()
+        # the host run's failure shows, and fails the total, but is not a test
+        self.assertIn("FAIL: host: lint: 1 problem", lines)
+        self.assertEqual(lines[-2], "host checks: 5 passed, 1 failed, 0 skipped")
+        self.assertEqual(lines[-1], "9 passed, 0 failed, 3 skipped")
+
     def test_notes_are_printed_above_the_count_line_and_not_counted(self):
         path = Path(self.tmp.name, "host.json")
         suites = [{"name": "driver-objects", "kind": "host", "passed": 4, "failed": 0,
@@ -468,8 +482,9 @@ class TotalTest(unittest.TestCase):
         status, output = run_main("total", self.json_for("clean.log", "x86"), str(path))
         self.assertEqual(status, 0)
         lines = output.splitlines()
-        self.assertEqual(lines[-2], "NOTE: host: " + note)
-        self.assertEqual(lines[-1], "13 passed, 0 failed, 5 skipped")
+        self.assertEqual(lines[-3], "NOTE: host: " + note)
+        self.assertEqual(lines[-2], "host checks: 4 passed, 0 failed, 2 skipped")
+        self.assertEqual(lines[-1], "9 passed, 0 failed, 3 skipped")
 
     def test_notes_must_be_strings(self):
         path = Path(self.tmp.name, "host.json")
