@@ -1101,7 +1101,10 @@ static struct folio *mvd_lock_device_folio(struct page *page)
  * (normally with system pages) and calls migrate_device_pages() and
  * migrate_device_finalize().  No mmap lock is needed.
  *
- * Context: Process context; may sleep.
+ * Context: Process context; may sleep, waiting for the lock of pages in
+ * the range: the caller must not hold the lock of any of them (for
+ * instance call this from migrate_to_ram() over a range holding the fault
+ * page), nor a lock that its own migrate_to_ram() takes.
  * Return: 0.
  */
 int migrate_device_range(unsigned long *src_pfns, unsigned long start,
