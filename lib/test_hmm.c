@@ -235,7 +235,7 @@ struct hmmt_inflight {
 	struct task_struct	*task;
 	unsigned long		start;
 	unsigned long		end;
-	unsigned long		dirty_start;	/* == dirty_end: unmarked */
+	unsigned long		dirty_start;	/* >= dirty_end: unmarked */
 	unsigned long		dirty_end;
 };
 
@@ -324,13 +324,8 @@ static void hmmt_inflight_mark(struct hmmt_mirror *mirror,
 
 		if (start >= end || win->task == current)
 			continue;
-		if (win->dirty_start == win->dirty_end) {
-			win->dirty_start = start;
-			win->dirty_end = end;
-		} else {
-			win->dirty_start = min(win->dirty_start, start);
-			win->dirty_end = max(win->dirty_end, end);
-		}
+		win->dirty_start = min(win->dirty_start, start);
+		win->dirty_end = max(win->dirty_end, end);
 	}
 }
 
@@ -396,7 +391,7 @@ static void hmmt_inflight_open(struct hmmt_mirror *mirror,
 	win->task = current;
 	win->start = start;
 	win->end = end;
-	win->dirty_start = 0;
+	win->dirty_start = ULONG_MAX;
 	win->dirty_end = 0;
 
 	mutex_lock(&mirror->lock);
@@ -1705,7 +1700,7 @@ static int hmmt_exclusive_chunk(struct hmmt_mirror *mirror,
 		}
 
 		mutex_lock(&mirror->lock);
-		changed = win.dirty_start != win.dirty_end;
+		changed = win.dirty_start < win.dirty_end;
 		hmmt_inflight_close(mirror, &win);
 		for (i = 0; !changed && i < got; i++) {
 			unsigned long pfn;
