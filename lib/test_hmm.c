@@ -1,16 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * test_hmm - a pretend device for exercising device-private memory
+ * test_hmm - a pretend device for exercising device memory
  *
- * Every /dev/hmm_dmirrorN node stands for one device that owns memory the
- * CPU cannot address.  The device memory is a set of MEMORY_DEVICE_PRIVATE
- * chunks; what a device page "holds" is kept in an ordinary system page
- * hanging off page->zone_device_data.  A process opens a node, which gives
+ * Every /dev/hmm_dmirrorN node stands for one device with memory of its
+ * own.  Devices 0 and 1 own memory the CPU cannot address: a set of
+ * MEMORY_DEVICE_PRIVATE chunks, where what a device page "holds" is kept in
+ * an ordinary system page hanging off page->zone_device_data.  Devices 2
+ * and 3, created when the module is given two ranges of specific-purpose
+ * memory (spm_addr_dev0/1), own memory the CPU addresses coherently: one
+ * MEMORY_DEVICE_COHERENT chunk each, whose pages hold their data
+ * themselves.  A process opens a node, which gives
  * it a mirror: the device's view of that process, a page table mapping the
  * process's virtual pages to the pages holding them.  Through ioctls
  * (lib/test_hmm_uapi.h) the process moves parts of its address space into
- * device memory and back; a CPU access to a page left on the device faults
- * and brings the page back through dev_pagemap_ops.migrate_to_ram.
+ * device memory and back.  A CPU access to a device-private page faults and
+ * brings the page back through dev_pagemap_ops.migrate_to_ram; the CPU
+ * uses a device-coherent page in place.
  *
  * The device can also access system memory in place, the way a GPU with
  * its own MMU does: HMM_DMIRROR_READ and HMM_DMIRROR_WRITE fill the mirror
@@ -73,7 +78,7 @@
 
 #include "test_hmm_uapi.h"
 
-/* Minor numbers reserved: 0-1 device-private, 2-3 were device-coherent. */
+/* Minor numbers: 0-1 device-private, 2-3 device-coherent. */
 #define HMMT_MINORS		4
 #define HMMT_PRIVATE_DEVICES	2
 
@@ -84,6 +89,9 @@
  */
 #define HMMT_CHUNK_BYTES	SZ_128M
 #define HMMT_MAX_CHUNKS		8
+
+/* A device-coherent device has one chunk, of this size, at its spm_addr. */
+#define HMMT_COHERENT_BYTES	SZ_256M
 
 /* Migrations are done in batches that never cross a PMD boundary. */
 #define HMMT_BATCH		PTRS_PER_PTE
@@ -114,22 +122,24 @@
 #define HMMT_UNSHARE_TRIES	8
 
 /*
- * Device-coherent memory needs specific-purpose memory at a known address.
- * It is not supported yet: the parameters are accepted so that existing
- * scripts keep loading the module, and hmm_dmirror2/3 are not created.
+ * Device-coherent memory: physical memory the kernel leaves alone, such as
+ * a range of RAM that the firmware or the memmap= boot option typed as
+ * specific-purpose ("soft reserved"), HMMT_COHERENT_BYTES at each address.
+ * Both must be given for hmm_dmirror2 and hmm_dmirror3 to exist; as in
+ * 6.12, hmm_dmirror2 gets spm_addr_dev1 and hmm_dmirror3 spm_addr_dev0.
  */
 static unsigned long spm_addr_dev0;
 module_param(spm_addr_dev0, ulong, 0444);
 MODULE_PARM_DESC(spm_addr_dev0,
-		 "Device-coherent memory for device 2 (not supported, ignored)");
+		 "Physical address of 256 MiB of specific-purpose memory for the device-coherent hmm_dmirror3 (set spm_addr_dev1 too)");
 static unsigned long spm_addr_dev1;
 module_param(spm_addr_dev1, ulong, 0444);
 MODULE_PARM_DESC(spm_addr_dev1,
-		 "Device-coherent memory for device 3 (not supported, ignored)");
+		 "Physical address of 256 MiB of specific-purpose memory for the device-coherent hmm_dmirror2 (set spm_addr_dev0 too)");
 
 struct hmmt_device;
 
-/* One MEMORY_DEVICE_PRIVATE range of a device. */
+/* One MEMORY_DEVICE_PRIVATE or MEMORY_DEVICE_COHERENT range of a device. */
 struct hmmt_chunk {
 	struct dev_pagemap	pagemap;
 	struct hmmt_device	*hdev;
@@ -146,6 +156,7 @@ struct hmmt_device {
 	struct device		dev;
 	struct cdev		cdev;
 	unsigned int		mem_type;	/* HMM_DMIRROR_MEMORY_* */
+	unsigned long		spm_addr;	/* device-coherent memory */
 
 	struct mutex		grow_lock;	/* serialises chunk creation */
 
@@ -181,8 +192,8 @@ struct hmmt_device {
  * freed or reused: by the mmu notifier for every change of the CPU page
  * table that the device did not start itself, and by the code that
  * migrates a page back, which looks the entry up through the page's
- * hmmt_store.  A reader that takes a reference on the page under @lock may
- * therefore use the page and its backing store after dropping it.
+ * hmmt_store.  A reader holding @lock may therefore use the page and its
+ * backing store.
  *
  * Mirrored pages (xarray values) record the pfn that hmm_range_fault()
  * found mapped at the address, a system page or one of this device's
@@ -241,7 +252,8 @@ struct hmmt_inflight {
 
 /* What a handed-out device page carries in page->zone_device_data. */
 struct hmmt_store {
-	struct page		*backing;	/* the "device memory" */
+	/* the "device memory": the page itself if the CPU can address it */
+	struct page		*backing;
 	struct hmmt_mirror	*mirror;	/* mirror that migrated it here */
 	unsigned long		vpfn;		/* its index in mirror->ptab */
 };
@@ -253,8 +265,27 @@ struct hmmt_xfer {
 };
 
 static dev_t hmmt_devt;
-static struct hmmt_device *hmmt_devices[HMMT_PRIVATE_DEVICES];
+static struct hmmt_device *hmmt_devices[HMMT_MINORS];
 static const struct dev_pagemap_ops hmmt_pagemap_ops;
+static const struct dev_pagemap_ops hmmt_coherent_ops;
+
+static bool hmmt_coherent(const struct hmmt_device *hdev)
+{
+	return hdev->mem_type == HMM_DMIRROR_MEMORY_DEVICE_COHERENT;
+}
+
+/* The select flag for the device's own pages in migrate_vma_setup(). */
+static unsigned long hmmt_select_own(const struct hmmt_device *hdev)
+{
+	return hmmt_coherent(hdev) ? MIGRATE_VMA_SELECT_DEVICE_COHERENT :
+				     MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+}
+
+/* A page of device memory, of whichever kind. */
+static bool hmmt_device_page(const struct page *page)
+{
+	return is_device_private_page(page) || is_device_coherent_page(page);
+}
 
 /* ---------------------------------------------------------------------------
  * Mirrors
@@ -420,35 +451,6 @@ static bool hmmt_inflight_changed(const struct hmmt_inflight *win,
 }
 
 /*
- * Look up the device page that the migration record of virtual page @vpfn
- * names and take a reference on it, or return NULL (also for a mirrored
- * page entry).  The reference keeps the page's hmmt_store and backing page
- * alive.
- */
-static struct page *hmmt_ptab_get(struct hmmt_mirror *mirror,
-				  unsigned long vpfn)
-{
-	struct hmmt_store *store;
-	struct page *dpage;
-
-	mutex_lock(&mirror->lock);
-	dpage = hmmt_entry_dpage(xa_load(&mirror->ptab, vpfn));
-	if (dpage && !get_page_unless_zero(dpage))
-		dpage = NULL;
-	mutex_unlock(&mirror->lock);
-	if (!dpage)
-		return NULL;
-
-	/* Belt and braces: the page must still be the one we recorded. */
-	store = dpage->zone_device_data;
-	if (!store || store->mirror != mirror || store->vpfn != vpfn) {
-		put_page(dpage);
-		return NULL;
-	}
-	return dpage;
-}
-
-/*
  * @dpage is leaving the device: forget it in the mirror that recorded it.
  * Only an entry still naming @dpage is dropped; the caller holds @dpage
  * locked and referenced.
@@ -541,6 +543,25 @@ static bool hmmt_pool_has_free(struct hmmt_device *hdev)
 	return found;
 }
 
+/*
+ * The physical range of the device's next chunk: a free range the resource
+ * code finds for device-private memory, the one fixed range of a
+ * device-coherent device.
+ */
+static struct resource *hmmt_chunk_region(struct hmmt_device *hdev)
+{
+	struct resource *res;
+
+	if (!hmmt_coherent(hdev))
+		return request_free_mem_region(&iomem_resource,
+					       HMMT_CHUNK_BYTES, "hmm_dmirror");
+	if (hdev->nr_chunks)
+		return ERR_PTR(-ENOMEM);
+	res = request_mem_region(hdev->spm_addr, HMMT_COHERENT_BYTES,
+				 "hmm_dmirror");
+	return res ? res : ERR_PTR(-EBUSY);
+}
+
 /* Give the device one more chunk of memory.  Returns 0 or -errno. */
 static int hmmt_chunk_add(struct hmmt_device *hdev)
 {
@@ -566,8 +587,7 @@ static int hmmt_chunk_add(struct hmmt_device *hdev)
 		goto out_unlock;
 	}
 
-	res = request_free_mem_region(&iomem_resource, HMMT_CHUNK_BYTES,
-				      "hmm_dmirror");
+	res = hmmt_chunk_region(hdev);
 	if (IS_ERR_OR_NULL(res)) {
 		ret = res ? PTR_ERR(res) : -ENOMEM;
 		goto out_free;
@@ -582,11 +602,16 @@ static int hmmt_chunk_add(struct hmmt_device *hdev)
 		goto out_release;
 	}
 
-	chunk->pagemap.type = MEMORY_DEVICE_PRIVATE;
+	if (hmmt_coherent(hdev)) {
+		chunk->pagemap.type = MEMORY_DEVICE_COHERENT;
+		chunk->pagemap.ops = &hmmt_coherent_ops;
+	} else {
+		chunk->pagemap.type = MEMORY_DEVICE_PRIVATE;
+		chunk->pagemap.ops = &hmmt_pagemap_ops;
+	}
 	chunk->pagemap.range.start = res->start;
 	chunk->pagemap.range.end = res->end;
 	chunk->pagemap.nr_range = 1;
-	chunk->pagemap.ops = &hmmt_pagemap_ops;
 	chunk->pagemap.owner = hdev;
 	vaddr = memremap_pages(&chunk->pagemap, numa_node_id());
 	if (IS_ERR_OR_NULL(vaddr)) {
@@ -629,9 +654,12 @@ static struct page *hmmt_dpage_alloc(struct hmmt_mirror *mirror,
 	store = kmalloc(sizeof(*store), GFP_KERNEL);
 	if (!store)
 		return NULL;
-	store->backing = alloc_page(GFP_HIGHUSER);
-	if (!store->backing)
-		goto out_store;
+	store->backing = NULL;
+	if (!hmmt_coherent(hdev)) {
+		store->backing = alloc_page(GFP_HIGHUSER);
+		if (!store->backing)
+			goto out_store;
+	}
 
 	dpage = hmmt_pool_take(hdev);
 	while (!dpage) {
@@ -640,6 +668,8 @@ static struct page *hmmt_dpage_alloc(struct hmmt_mirror *mirror,
 		dpage = hmmt_pool_take(hdev);
 	}
 
+	if (!store->backing)
+		store->backing = dpage;
 	kref_get(&mirror->ref);
 	store->mirror = mirror;
 	store->vpfn = vpfn;
@@ -648,7 +678,8 @@ static struct page *hmmt_dpage_alloc(struct hmmt_mirror *mirror,
 	return dpage;
 
 out_backing:
-	__free_page(store->backing);
+	if (store->backing)
+		__free_page(store->backing);
 out_store:
 	kfree(store);
 	return NULL;
@@ -671,7 +702,8 @@ static void hmmt_page_free(struct page *dpage)
 
 	dpage->zone_device_data = NULL;
 	if (store) {
-		__free_page(store->backing);
+		if (store->backing != dpage)
+			__free_page(store->backing);
 		hmmt_mirror_put(store->mirror);
 		kfree(store);
 	}
@@ -831,38 +863,96 @@ static int hmmt_to_dev_batch(struct hmmt_mirror *mirror,
 	return ret ? ret : err;
 }
 
+static unsigned long hmmt_ptab_copy(struct hmmt_mirror *mirror,
+				    unsigned long addr, unsigned long npages,
+				    char *buf, bool write);
+static int hmmt_range_fault_locked(struct hmmt_mirror *mirror,
+				   struct hmm_range *range);
+
+/*
+ * Mirror the page at @addr if it is in this device's memory already.  A
+ * MIGRATE_TO_DEV batch leaves such a page where it is, device-coherent
+ * pages in particular, which the CPU uses in place; but its own
+ * invalidation drops whatever the mirror knew of the batch's range apart
+ * from the pages it moves.  Nothing is faulted in.  Returns whether the
+ * page is now in the mirror.
+ */
+static bool hmmt_mirror_own_page(struct hmmt_mirror *mirror,
+				 unsigned long addr)
+{
+	struct mm_struct *mm = mirror->notifier.mm;
+	unsigned long hpfn, vpfn = addr >> PAGE_SHIFT;
+	struct hmm_range range = {
+		.notifier		= &mirror->notifier,
+		.start			= addr,
+		.end			= addr + PAGE_SIZE,
+		.hmm_pfns		= &hpfn,
+		.dev_private_owner	= mirror->hdev,
+	};
+	struct page *page;
+	bool own = false;
+
+	if (!mmget_not_zero(mm))
+		return false;
+	if (xa_reserve(&mirror->ptab, vpfn, GFP_KERNEL))
+		goto out_mmput;
+	if (hmmt_range_fault_locked(mirror, &range))
+		goto out_release;
+	if ((hpfn & HMM_PFN_VALID) && !(hpfn & HMM_PFN_ERROR)) {
+		page = hmm_pfn_to_page(hpfn);
+		own = hmmt_device_page(page) &&
+		      page->pgmap->owner == mirror->hdev &&
+		      !xa_is_err(xa_store(&mirror->ptab, vpfn,
+					  hmmt_pfn_entry(page_to_pfn(page),
+							 hpfn & HMM_PFN_WRITE),
+					  GFP_NOWAIT | __GFP_NOWARN));
+	}
+	mutex_unlock(&mirror->lock);
+out_release:
+	xa_release(&mirror->ptab, vpfn);
+out_mmput:
+	mmput(mm);
+	return own;
+}
+
 /*
  * Copy what the device holds for [start, end) to the user buffer at
- * @cmd->ptr.  Every page of the range must be in the mirror, else -ENOENT:
- * a page that did not move, or that something else unmapped or changed
- * while it moved (see hmmt_to_dev_record()), is not.  Counts the pages
- * copied in @cmd->cpages.
+ * @cmd->ptr, as its page table has it: pages that moved there and pages
+ * mirrored earlier, in device or system memory.  Every page of the range
+ * must be in the mirror or in the device's memory, else -ENOENT: a page
+ * that did not move, or that something else unmapped or changed while it
+ * moved (see hmmt_to_dev_record()), is not.  Counts the pages copied in
+ * @cmd->cpages.
  */
 static int hmmt_report(struct hmmt_mirror *mirror,
 		       struct hmm_dmirror_cmd *cmd, unsigned long start,
 		       unsigned long end)
 {
 	char __user *ubuf = u64_to_user_ptr(cmd->ptr);
-	unsigned long vpfn;
+	unsigned long addr;
+	int ret = 0;
+	char *buf;
 
-	for (vpfn = start >> PAGE_SHIFT; vpfn < end >> PAGE_SHIFT; vpfn++) {
-		struct page *dpage = hmmt_ptab_get(mirror, vpfn);
-		unsigned long left;
-		void *kaddr;
-
-		if (!dpage)
-			return -ENOENT;
-		/* No mirror lock here: this copy may fault. */
-		kaddr = kmap_local_page(hmmt_backing(dpage));
-		left = copy_to_user(ubuf, kaddr, PAGE_SIZE);
-		kunmap_local(kaddr);
-		put_page(dpage);
-		if (left)
-			return -EFAULT;
+	buf = kmalloc(PAGE_SIZE, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	for (addr = start; addr < end; addr += PAGE_SIZE) {
+		/* Under the mirror lock, into @buf: the user copy may fault. */
+		if (hmmt_ptab_copy(mirror, addr, 1, buf, false) != 1 &&
+		    (!hmmt_mirror_own_page(mirror, addr) ||
+		     hmmt_ptab_copy(mirror, addr, 1, buf, false) != 1)) {
+			ret = -ENOENT;
+			break;
+		}
+		if (copy_to_user(ubuf, buf, PAGE_SIZE)) {
+			ret = -EFAULT;
+			break;
+		}
 		ubuf += PAGE_SIZE;
 		cmd->cpages++;
 	}
-	return 0;
+	kfree(buf);
+	return ret;
 }
 
 /* ---------------------------------------------------------------------------
@@ -892,7 +982,7 @@ static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 		mig->dst[i] = 0;
 		if (!dpage || !(mig->src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
-		if (!is_device_private_page(dpage) ||
+		if (!hmmt_device_page(dpage) ||
 		    hmmt_page_device(dpage) != mirror->hdev)
 			continue;
 		page = alloc_page_vma(GFP_HIGHUSER_MOVABLE, mig->vma, addr);
@@ -966,7 +1056,7 @@ static int hmmt_migrate_range(struct hmmt_mirror *mirror,
 			mig.flags = MIGRATE_VMA_SELECT_SYSTEM;
 			ret = hmmt_to_dev_batch(mirror, &mig);
 		} else {
-			mig.flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+			mig.flags = hmmt_select_own(mirror->hdev);
 			ret = hmmt_to_sys_batch(mirror, &mig, &cmd->cpages);
 		}
 		if (ret)
@@ -1186,6 +1276,11 @@ static void hmmt_destroy_memory(struct hmmt_device *hdev)
 static const struct dev_pagemap_ops hmmt_pagemap_ops = {
 	.page_free	= hmmt_page_free,
 	.migrate_to_ram	= hmmt_migrate_to_ram,
+};
+
+/* The CPU maps device-coherent pages: it never faults them back. */
+static const struct dev_pagemap_ops hmmt_coherent_ops = {
+	.page_free	= hmmt_page_free,
 };
 
 /* ---------------------------------------------------------------------------
@@ -1559,6 +1654,10 @@ static u8 hmmt_snapshot_prot(struct hmmt_mirror *mirror, unsigned long hpfn)
 		prot = page->pgmap->owner == mirror->hdev ?
 		       HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL :
 		       HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
+	} else if (is_device_coherent_page(page)) {
+		prot = page->pgmap->owner == mirror->hdev ?
+		       HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL :
+		       HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE;
 	} else if (is_zero_pfn(page_to_pfn(page))) {
 		prot = HMM_DMIRROR_PROT_ZERO;
 	} else {
@@ -2040,7 +2139,15 @@ static void hmmt_device_release(struct device *dev)
 	kfree(hdev);
 }
 
-static struct hmmt_device *hmmt_device_create(unsigned int minor)
+static void hmmt_device_destroy(struct hmmt_device *hdev);
+
+/*
+ * Create /dev/hmm_dmirror@minor.  A device-coherent device (@spm_addr set)
+ * gets its memory right away, so that a wrong address fails the module
+ * load instead of the first migration.
+ */
+static struct hmmt_device *hmmt_device_create(unsigned int minor,
+					      unsigned long spm_addr)
 {
 	struct hmmt_device *hdev;
 	int ret;
@@ -2048,7 +2155,9 @@ static struct hmmt_device *hmmt_device_create(unsigned int minor)
 	hdev = kzalloc(sizeof(*hdev), GFP_KERNEL);
 	if (!hdev)
 		return ERR_PTR(-ENOMEM);
-	hdev->mem_type = HMM_DMIRROR_MEMORY_DEVICE_PRIVATE;
+	hdev->mem_type = spm_addr ? HMM_DMIRROR_MEMORY_DEVICE_COHERENT :
+				    HMM_DMIRROR_MEMORY_DEVICE_PRIVATE;
+	hdev->spm_addr = spm_addr;
 	mutex_init(&hdev->grow_lock);
 	spin_lock_init(&hdev->pool_lock);
 
@@ -2065,6 +2174,17 @@ static struct hmmt_device *hmmt_device_create(unsigned int minor)
 	ret = cdev_device_add(&hdev->cdev, &hdev->dev);
 	if (ret)
 		goto out_put;
+
+	if (hmmt_coherent(hdev)) {
+		ret = hmmt_chunk_add(hdev);
+		if (ret) {
+			dev_err(&hdev->dev,
+				"no device-coherent memory at %#lx: %d\n",
+				spm_addr, ret);
+			hmmt_device_destroy(hdev);
+			return ERR_PTR(ret);
+		}
+	}
 	return hdev;
 
 out_put:
@@ -2079,17 +2199,31 @@ static void hmmt_device_destroy(struct hmmt_device *hdev)
 	put_device(&hdev->dev);
 }
 
+/* The specific-purpose memory of device @minor, 0 for device-private. */
+static unsigned long hmmt_spm_addr(unsigned int minor)
+{
+	if (minor < HMMT_PRIVATE_DEVICES)
+		return 0;
+	return minor == HMMT_PRIVATE_DEVICES ? spm_addr_dev1 : spm_addr_dev0;
+}
+
 static int __init hmmt_init(void)
 {
-	unsigned int i;
+	unsigned int i, ndevices = HMMT_PRIVATE_DEVICES;
 	int ret;
+
+	if (spm_addr_dev0 && spm_addr_dev1)
+		ndevices = HMMT_MINORS;
+	else if (spm_addr_dev0 || spm_addr_dev1)
+		pr_warn("device-coherent devices need both spm_addr_dev0 and spm_addr_dev1\n");
 
 	ret = alloc_chrdev_region(&hmmt_devt, 0, HMMT_MINORS, "HMM_DMIRROR");
 	if (ret)
 		return ret;
 
-	for (i = 0; i < HMMT_PRIVATE_DEVICES; i++) {
-		struct hmmt_device *hdev = hmmt_device_create(i);
+	for (i = 0; i < ndevices; i++) {
+		struct hmmt_device *hdev = hmmt_device_create(i,
+							      hmmt_spm_addr(i));
 
 		if (IS_ERR(hdev)) {
 			ret = PTR_ERR(hdev);
@@ -2098,8 +2232,6 @@ static int __init hmmt_init(void)
 		hmmt_devices[i] = hdev;
 	}
 
-	if (spm_addr_dev0 || spm_addr_dev1)
-		pr_info("device-coherent memory is not supported, hmm_dmirror2/3 not created\n");
 	pr_info("loaded: a test device for HMM, not for production use\n");
 	return 0;
 
@@ -2116,7 +2248,9 @@ static void __exit hmmt_exit(void)
 {
 	unsigned int i;
 
-	for (i = 0; i < HMMT_PRIVATE_DEVICES; i++) {
+	for (i = 0; i < HMMT_MINORS; i++) {
+		if (!hmmt_devices[i])
+			continue;
 		hmmt_device_destroy(hmmt_devices[i]);
 		hmmt_devices[i] = NULL;
 	}
@@ -2125,5 +2259,5 @@ static void __exit hmmt_exit(void)
 
 module_init(hmmt_init);
 module_exit(hmmt_exit);
-MODULE_DESCRIPTION("Test driver for HMM mirroring and device-private memory");
+MODULE_DESCRIPTION("Test driver for HMM mirroring and device memory");
 MODULE_LICENSE("GPL");

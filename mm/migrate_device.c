@@ -238,6 +238,22 @@ static unsigned long mvd_take_page(struct mvd_walk *w,
 }
 
 /*
+ * Whether @mig collects @page, mapped by a present PTE: a system page with
+ * MIGRATE_VMA_SELECT_SYSTEM, a device-coherent page of the caller's own
+ * (@mig->pgmap_owner) with MIGRATE_VMA_SELECT_DEVICE_COHERENT.  Other
+ * ZONE_DEVICE pages (DAX, P2P memory) are not process memory that moves.
+ */
+static bool mvd_selects_present(const struct migrate_vma *mig,
+				const struct page *page)
+{
+	if (!is_zone_device_page(page))
+		return mig->flags & MIGRATE_VMA_SELECT_SYSTEM;
+	return is_device_coherent_page(page) &&
+	       (mig->flags & MIGRATE_VMA_SELECT_DEVICE_COHERENT) &&
+	       page->pgmap->owner == mig->pgmap_owner;
+}
+
+/*
  * Work out the src entry for one page table entry.  Called with the page
  * table lock held.  A large folio cannot be split here; it is returned in
  * *@split with a reference, for the caller to split after dropping the lock.
@@ -259,11 +275,8 @@ static unsigned long mvd_collect_pte(struct mvd_walk *w,
 	if (pte_present(pte)) {
 		if (is_zero_pfn(pte_pfn(pte)))
 			return mvd_zero_entry(w, vma);
-		if (!(mig->flags & MIGRATE_VMA_SELECT_SYSTEM))
-			return 0;
 		page = vm_normal_page(vma, addr, pte);
-		/* Coherent and other mapped ZONE_DEVICE pages are not handled. */
-		if (!page || is_zone_device_page(page))
+		if (!page || !mvd_selects_present(mig, page))
 			return 0;
 		writable = pte_write(pte);
 	} else {
@@ -469,6 +482,13 @@ static bool mvd_folio_movable(struct folio *folio, bool is_fault_page)
 	return folio_ref_count(folio) == expected;
 }
 
+/* Device memory holding process memory: what migrate_device_range() takes. */
+static bool mvd_device_folio(const struct folio *folio)
+{
+	return folio_is_device_private(folio) ||
+	       folio_is_device_coherent(folio);
+}
+
 /* How often an eviction looks again at a device page with a stray reference. */
 #define MVD_EVICT_PATIENCE	32
 
@@ -477,7 +497,9 @@ static bool mvd_folio_movable(struct folio *folio, bool is_fault_page)
  * pinned, so an extra reference on it is always a short-lived one: most
  * often a CPU fault that has just migrated the page's previous contents
  * away and unlocked it but not yet dropped its reference, or a migration
- * collector that lost the trylock race.  An eviction that gave up there
+ * collector that lost the trylock race.  A device-coherent folio can only
+ * be pinned for a short time too (a long-term pin migrates it first), by
+ * direct I/O or process_vm_readv() say.  An eviction that gave up there
  * would leave the page on the device for good, so it waits a little for
  * such a reference to go away; the wait is bounded, in case a driver keeps
  * references of its own.
@@ -489,7 +511,7 @@ static bool mvd_folio_evictable(struct folio *folio)
 	for (tries = 0; tries < MVD_EVICT_PATIENCE; tries++) {
 		if (mvd_folio_movable(folio, false))
 			return true;
-		if (!folio_is_device_private(folio) || folio_mapped(folio))
+		if (!mvd_device_folio(folio) || folio_mapped(folio))
 			return false;
 		if (tries < MVD_EVICT_PATIENCE / 2)
 			cond_resched();
@@ -638,9 +660,10 @@ static int mvd_check_args(struct migrate_vma *args)
  *	inputs, the rest is written here
  *
  * Looks at every page of [@args->start, @args->end) in @args->vma and takes
- * the ones @args->flags selects: system pages (MIGRATE_VMA_SELECT_SYSTEM) and
- * device-private pages whose pgmap owner is @args->pgmap_owner
- * (MIGRATE_VMA_SELECT_DEVICE_PRIVATE).  Each page taken is locked, removed
+ * the ones @args->flags selects: system pages (MIGRATE_VMA_SELECT_SYSTEM),
+ * device-private pages (MIGRATE_VMA_SELECT_DEVICE_PRIVATE) and
+ * device-coherent pages (MIGRATE_VMA_SELECT_DEVICE_COHERENT) whose pgmap
+ * owner is @args->pgmap_owner.  Each page taken is locked, removed
  * from all CPU page tables (CPU accesses wait until migrate_vma_finalize())
  * and checked for extra references; a page pinned by someone else is put
  * back.  Only anonymous memory moves.  Transparent huge pages are split
@@ -786,7 +809,7 @@ static bool mvd_populate(struct migrate_vma *mig, unsigned long addr,
 
 	if (!vma_is_anonymous(vma) || folio_test_large(folio))
 		return false;
-	if (folio_is_zone_device(folio) && !folio_is_device_private(folio))
+	if (folio_is_zone_device(folio) && !mvd_device_folio(folio))
 		return false;
 
 	pmdp = mvd_prepare_tables(vma, addr);
@@ -830,10 +853,11 @@ static bool mvd_populate(struct migrate_vma *mig, unsigned long addr,
 		ptep_clear_flush(vma, addr, ptep);
 	}
 	set_pte_at(mm, addr, ptep, new);
-	if (!folio_is_zone_device(folio)) {
+	if (pte_present(new))
 		update_mmu_cache(vma, addr, ptep);
+	/* Device memory never goes on an LRU list. */
+	if (!folio_is_zone_device(folio))
 		folio_add_lru_vma(folio, vma);
-	}
 	pte_unmap_unlock(ptep, ptl);
 	return true;
 }
@@ -851,8 +875,7 @@ static bool mvd_move_folio(struct folio *folio, struct folio *newfolio,
 		return false;
 
 	if (folio_is_zone_device(newfolio)) {
-		if (!folio_is_device_private(newfolio) ||
-		    !folio_test_anon(folio))
+		if (!mvd_device_folio(newfolio) || !folio_test_anon(folio))
 			return false;
 		/* Device memory cannot sit in the swap cache. */
 		if (folio_test_swapcache(folio) && !folio_free_swap(folio))
@@ -1025,9 +1048,10 @@ void migrate_vma_finalize(struct migrate_vma *migrate)
 EXPORT_SYMBOL(migrate_vma_finalize);
 
 /*
- * Take a reference on the device-private folio of @page and lock it, for an
- * eviction.  NULL if the page is free, not device-private, or a migration
- * destination that stays locked for too long.
+ * Take a reference on the device folio of @page and lock it, for an
+ * eviction.  NULL if the page is free, neither device-private nor
+ * device-coherent, or a migration destination that stays locked for too
+ * long.
  *
  * A folio locked by someone else is waited for rather than skipped: a
  * driver emptying its memory must not leave a page behind.  The wait is
@@ -1059,7 +1083,7 @@ static struct folio *mvd_lock_device_folio(struct page *page)
 		folio = folio_get_nontail_page(page);
 		if (!folio)
 			return NULL;
-		if (!folio_is_device_private(folio)) {
+		if (!mvd_device_folio(folio)) {
 			folio_put(folio);
 			return NULL;
 		}
@@ -1078,18 +1102,18 @@ static struct folio *mvd_lock_device_folio(struct page *page)
 }
 
 /**
- * migrate_device_range() - collect device-private pages by pfn for eviction
+ * migrate_device_range() - collect device pages by pfn for eviction
  * @src_pfns: array of @npages entries, filled in here
  * @start: first pfn of the range
  * @npages: number of pfns
  *
  * The counterpart of migrate_vma_setup() for a driver that must empty its
  * device memory (unbind, unload) without knowing which processes map it.
- * Every device-private page in the range that is in use is locked (a page
- * locked by a CPU fault or another migration is waited for, not skipped),
- * unmapped from every process mapping it (CPU accesses wait until
- * migrate_device_finalize()) and checked for extra references, with a
- * short wait for the transient ones.  On return @src_pfns[i] is
+ * Every device-private or device-coherent page in the range that is in use
+ * is locked (a page locked by a CPU fault or another migration is waited
+ * for, not skipped), unmapped from every process mapping it (CPU accesses
+ * wait until migrate_device_finalize()) and checked for extra references,
+ * with a short wait for the transient ones.  On return @src_pfns[i] is
  * migrate_pfn(@start + i) | MIGRATE_PFN_MIGRATE (with MIGRATE_PFN_WRITE
  * never set) for a page taken, 0 for a free page, one mapped by no process
  * (on its way to being freed by whoever still holds it) or one that cannot
@@ -1164,3 +1188,50 @@ void migrate_device_finalize(unsigned long *src_pfns,
 	mvd_finish(src_pfns, dst_pfns, npages, NULL, true);
 }
 EXPORT_SYMBOL(migrate_device_finalize);
+
+/**
+ * migrate_device_coherent_folio() - move a device-coherent folio to system memory
+ * @folio: order-0 device-coherent folio, unlocked; the caller's reference
+ *	to it is consumed
+ *
+ * For GUP, before a long-term pin: device-coherent memory must stay
+ * evictable, so a page about to be pinned for long moves to system memory
+ * first, with its mappings in every process.  The new page comes from
+ * outside ZONE_MOVABLE and CMA, where it may be pinned.
+ *
+ * Context: Process context; may sleep.  The caller holds no page lock.
+ * Return: 0 if the folio moved, -EBUSY if it could not be unmapped, had
+ * other references, or no system page was available.
+ */
+int migrate_device_coherent_folio(struct folio *folio)
+{
+	unsigned long src, dst = 0;
+	struct folio *dfolio;
+
+	if (WARN_ON_ONCE(!folio_is_device_coherent(folio) ||
+			 folio_test_large(folio))) {
+		folio_put(folio);
+		return -EBUSY;
+	}
+
+	/*
+	 * Collect it as an eviction does: no mmap lock need be held, so the
+	 * anon_vma is pinned until the end.  On failure the folio is
+	 * unlocked and our reference dropped.
+	 */
+	folio_lock(folio);
+	src = migrate_pfn(folio_pfn(folio)) | MIGRATE_PFN_MIGRATE;
+	mvd_unmap_pages(&src, 1, NULL, true);
+	if (!(src & MIGRATE_PFN_MIGRATE))
+		return -EBUSY;
+
+	dfolio = folio_alloc(GFP_USER | __GFP_NOWARN, 0);
+	if (dfolio) {
+		folio_lock(dfolio);
+		folio_copy(dfolio, folio);
+		dst = migrate_pfn(folio_pfn(dfolio));
+	}
+	mvd_move_pages(&src, &dst, 1, NULL);
+	mvd_finish(&src, &dst, 1, NULL, true);
+	return (src & MIGRATE_PFN_MIGRATE) ? 0 : -EBUSY;
+}

@@ -292,6 +292,8 @@ static uint64_t pagemap_of(void *addr)
 	return ent;
 }
 
+#define PM_PFN_MASK		((1ULL << 55) - 1)	/* bits 0-54, root only */
+
 /* Number of pages of [addr, addr + npages) whose pagemap entry has @bits. */
 static unsigned long count_pagemap(void *addr, unsigned long npages,
 				   uint64_t mask, uint64_t bits)
@@ -301,6 +303,63 @@ static unsigned long count_pagemap(void *addr, unsigned long npages,
 	for (i = 0; i < npages; i++)
 		if ((pagemap_of((char *)addr + i * psize()) & mask) == bits)
 			n++;
+	return n;
+}
+
+/*
+ * Whether @pfn is memory of test_hmm's devices: it claims every chunk as
+ * "hmm_dmirror" in /proc/iomem.  Only device-coherent pfns can be present
+ * in a page table; the CPU never maps device-private ones.
+ */
+static bool pfn_on_device(uint64_t pfn)
+{
+	unsigned long long lo, hi, addr = pfn * psize();
+	bool found = false;
+	char line[256];
+	FILE *f;
+
+	f = fopen("/proc/iomem", "r");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, ": hmm_dmirror") &&
+			sscanf(line, " %llx-%llx", &lo, &hi) == 2 &&
+			addr >= lo && addr <= hi;
+	fclose(f);
+	return found;
+}
+
+/*
+ * Number of pages of [addr, addr + npages) that the CPU page table maps to
+ * device memory: a device-private page is a swap entry to pagemap, a
+ * device-coherent page is present, with a pfn of device memory.
+ */
+static unsigned long count_on_device(void *addr, unsigned long npages)
+{
+	unsigned long i, n = 0;
+
+	for (i = 0; i < npages; i++) {
+		uint64_t ent = pagemap_of((char *)addr + i * psize());
+
+		if ((ent & (PM_PRESENT | PM_SWAP)) == PM_SWAP ||
+		    ((ent & PM_PRESENT) && pfn_on_device(ent & PM_PFN_MASK)))
+			n++;
+	}
+	return n;
+}
+
+/* Number of pages of [addr, addr + npages) present in system memory. */
+static unsigned long count_in_system(void *addr, unsigned long npages)
+{
+	unsigned long i, n = 0;
+
+	for (i = 0; i < npages; i++) {
+		uint64_t ent = pagemap_of((char *)addr + i * psize());
+
+		if ((ent & PM_PRESENT) && (ent & PM_PFN_MASK) &&
+		    !pfn_on_device(ent & PM_PFN_MASK))
+			n++;
+	}
 	return n;
 }
 
@@ -405,6 +464,20 @@ static unsigned long count_other(const unsigned char *prot, unsigned long n,
 	return other;
 }
 
+/* The snapshot type of a page in the memory of the device itself. */
+static unsigned char prot_local(bool coherent)
+{
+	return coherent ? HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL :
+			  HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL;
+}
+
+/* The snapshot type of a page in the memory of another device. */
+static unsigned char prot_remote(bool coherent)
+{
+	return coherent ? HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE :
+			  HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
+}
+
 /* Value of field @name (e.g. "HugePages_Free:") in /proc/meminfo, or -1. */
 static long meminfo_value(const char *name)
 {
@@ -463,6 +536,7 @@ FIXTURE(hmm)
 {
 	int		fd;
 	int		unit;
+	bool		coherent;	/* the CPU maps the device's memory */
 	unsigned long	ps;
 };
 
@@ -485,6 +559,7 @@ FIXTURE_SETUP(hmm)
 {
 	self->ps = psize();
 	self->unit = variant->unit;
+	self->coherent = variant->unit >= UNIT_COHERENT_A;
 	self->fd = open_unit(variant->unit);
 	if (self->fd < 0 && variant->unit >= UNIT_COHERENT_A)
 		SKIP(return, "no device-coherent hmm_dmirror%d", variant->unit);
@@ -505,6 +580,7 @@ FIXTURE(hmm2)
 	int		fd1;
 	int		unit0;
 	int		unit1;
+	bool		coherent;	/* the CPU maps the devices' memory */
 	unsigned long	ps;
 };
 
@@ -531,6 +607,7 @@ FIXTURE_SETUP(hmm2)
 	self->ps = psize();
 	self->unit0 = variant->unit0;
 	self->unit1 = variant->unit1;
+	self->coherent = variant->unit0 >= UNIT_COHERENT_A;
 	self->fd1 = -1;
 	self->fd0 = open_unit(variant->unit0);
 	if (self->fd0 < 0 && variant->unit0 >= UNIT_COHERENT_A)
@@ -553,9 +630,10 @@ FIXTURE_TEARDOWN(hmm2)
  */
 
 /*
- * Migrate a filled buffer: the driver hands back what the device holds,
- * the CPU page table no longer maps the pages, and CPU reads fault every
- * page back with its data.
+ * Migrate a filled buffer: the driver hands back what the device holds and
+ * the CPU page table maps the pages to device memory.  CPU reads fault
+ * every device-private page back with its data, and read device-coherent
+ * pages in place.
  */
 TEST_F(hmm, migrate_readback)
 {
@@ -574,18 +652,20 @@ TEST_F(hmm, migrate_readback)
 	ASSERT_EQ(cmd.cpages, n);
 	ASSERT_EQ(cmd.faults, 0);
 	ASSERT_EQ(verify(out, bytes, 1), -1);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, 0), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
 
 	ASSERT_EQ(verify(buf, bytes, 1), -1);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	ASSERT_EQ(count_in_system(buf, n), self->coherent ? 0 : n);
+	ASSERT_EQ(count_on_device(buf, n), self->coherent ? n : 0);
 
 	free(out);
 	munmap(buf, bytes);
 }
 
 /*
- * CPU writes to pages on the device: each write faults the page back, and
- * the rest of the page keeps its data.
+ * CPU writes to pages on the device: each write faults a device-private
+ * page back, or goes to the device-coherent page in place, and the rest of
+ * the page keeps its data.
  */
 TEST_F(hmm, cpu_write_after_migrate)
 {
@@ -617,7 +697,8 @@ TEST_F(hmm, cpu_write_after_migrate)
 		compiler_barrier();
 		expect[off] = (char)i;
 	}
-	ASSERT_EQ(pages_on_unit(self->unit), before);
+	ASSERT_EQ(pages_on_unit(self->unit),
+		  before + (self->coherent ? (long)n : 0));
 	ASSERT_EQ(memcmp(buf, expect, bytes), 0);
 
 	free(expect);
@@ -646,7 +727,7 @@ TEST_F(hmm, holes_and_data)
 
 	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
 	ASSERT_EQ(cpages, n);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
 
 	for (i = 0; i < n; i++) {
 		char *p = buf + i * self->ps, *o = out + i * self->ps;
@@ -709,7 +790,7 @@ TEST_F(hmm, zero_page_range)
 	for (i = 0; i < n; i++)
 		sink |= touch_read(buf + i * self->ps);
 	ASSERT_EQ(sink, 0);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	ASSERT_EQ(count_in_system(buf, n), n);
 
 	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
 	ASSERT_EQ(cpages, n);
@@ -804,7 +885,7 @@ TEST_F(hmm, migrate_back_explicit)
 	ASSERT_EQ(to_system(self->fd, buf, n, &cpages), 0);
 	ASSERT_EQ(cpages, n / 2);
 	ASSERT_EQ(pages_on_unit(self->unit), before);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	ASSERT_EQ(count_in_system(buf, n), n);
 
 	/* Nothing left to bring back. */
 	ASSERT_EQ(to_system(self->fd, buf, n, &cpages), 0);
@@ -847,8 +928,9 @@ TEST_F(hmm, round_trips)
 }
 
 /*
- * Fault half of the range back, then migrate the whole range again: the
- * half still on the device stays there and the result covers all pages.
+ * Read half of the range with the CPU, which faults device-private pages
+ * back, then migrate the whole range again: the pages still on the device
+ * stay there and the result covers all pages.
  */
 TEST_F(hmm, refault_half_then_remigrate)
 {
@@ -867,7 +949,8 @@ TEST_F(hmm, refault_half_then_remigrate)
 	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
 	ASSERT_EQ(cpages, n);
 	ASSERT_EQ(verify(buf, bytes / 2, 8), -1);
-	ASSERT_EQ(pages_on_unit(self->unit), before + (long)(n / 2));
+	ASSERT_EQ(pages_on_unit(self->unit),
+		  before + (long)(self->coherent ? n : n / 2));
 
 	memset(out, 0, bytes);
 	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
@@ -900,7 +983,7 @@ TEST_F(hmm, release_evicts)
 	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, buf, NULL, n, NULL),
 		  0);
 	ASSERT_EQ(pages_on_unit(self->unit), 0);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	ASSERT_EQ(count_in_system(buf, n), n);
 	ASSERT_EQ(verify(buf, bytes, 9), -1);
 
 	/* The device is usable again after a release. */
@@ -997,9 +1080,10 @@ TEST_F(hmm, close_with_pages_on_device)
 	ASSERT_EQ(to_device(fd, buf, out, n, &cpages), 0);
 	ASSERT_EQ(cpages, n);
 	ASSERT_EQ(close(fd), 0);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
 	ASSERT_EQ(verify(buf, bytes, 13), -1);
-	ASSERT_EQ(pages_on_unit(self->unit), before);
+	ASSERT_EQ(pages_on_unit(self->unit),
+		  before + (self->coherent ? (long)n : 0));
 
 	free(out);
 	munmap(buf, bytes);
@@ -1260,7 +1344,7 @@ static int fault_storm(const uint64_t *page, unsigned int seed)
  * one migrate_to_ram() call per storm: the threads that lose the race for
  * the page wait for it without getting in the way of the one migrating
  * it, instead of making it fail and retrying (a livelock on a busy
- * system).
+ * system).  A device-coherent page is read in place, without any call.
  */
 TEST_F(hmm, fault_storm_one_call)
 {
@@ -1286,10 +1370,10 @@ TEST_F(hmm, fault_storm_one_call)
 		ASSERT_EQ(verify(page, bytes, 300 + round), -1);
 	}
 	calls = cpu_faults_on_unit(self->unit) - calls;
-	ASSERT_EQ(calls, ROUNDS)
+	ASSERT_EQ(calls, self->coherent ? 0 : ROUNDS)
 		TH_LOG("%ld migrate_to_ram() calls for %d storms", calls,
 		       ROUNDS);
-	ASSERT_EQ(pages_on_unit(self->unit), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), self->coherent ? 1 : 0);
 
 	free(out);
 	munmap(page, bytes);
@@ -1472,19 +1556,19 @@ TEST_F(hmm, pagemap_and_smaps)
 	out = malloc(bytes);
 	ASSERT_NE(out, NULL);
 	fill(buf, bytes, 40);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_PRESENT), n);
+	ASSERT_EQ(count_in_system(buf, n), n);
 
 	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
 	ASSERT_EQ(cpages, n);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP | PM_FILE,
-				PM_SWAP), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
+	ASSERT_EQ(count_pagemap(buf, n, PM_FILE, 0), n);
 	rss = smaps_kb(buf, "Rss:");
 	anon = smaps_kb(buf, "Anonymous:");
 	ASSERT_EQ(rss, (long)(bytes >> 10));
 	ASSERT_EQ(anon, (long)(bytes >> 10));
 
 	ASSERT_EQ(verify(buf, bytes, 40), -1);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_PRESENT), n);
+	ASSERT_EQ(count_in_system(buf, n), self->coherent ? 0 : n);
 
 	free(out);
 	munmap(buf, bytes);
@@ -1549,11 +1633,9 @@ TEST_F(hmm, file_private_mapping)
 	for (i = 0; i < n; i += 2)
 		touch_write(buf + i * self->ps);
 	ASSERT_EQ(to_device(self->fd, buf, out, n, NULL), -ENOENT);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP),
-		  n / 2);
+	ASSERT_EQ(count_on_device(buf, n), n / 2);
 	for (i = 0; i < n; i += 2)
-		ASSERT_EQ(pagemap_of(buf + i * self->ps) &
-			  (PM_PRESENT | PM_SWAP), PM_SWAP);
+		ASSERT_EQ(count_on_device(buf + i * self->ps, 1), 1);
 	ASSERT_EQ(verify(buf, bytes, 50), -1);
 
 	/* All pages anonymous now: the whole range migrates. */
@@ -1595,7 +1677,7 @@ TEST_F(hmm, shared_anon_refused)
 
 	ASSERT_EQ(to_device(self->fd, buf, out, n, NULL), -ENOENT);
 	ASSERT_EQ(pages_on_unit(self->unit), before);
-	ASSERT_EQ(count_pagemap(buf, n / 2, PM_PRESENT, PM_PRESENT), n / 2);
+	ASSERT_EQ(count_in_system(buf, n / 2), n / 2);
 	ASSERT_EQ(verify(buf, bytes / 2, 60), -1);
 	ASSERT_TRUE(all_zero(buf + bytes / 2, bytes / 2));
 
@@ -1641,7 +1723,7 @@ TEST_F(hmm, thp_region)
 	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
 	ASSERT_EQ(cpages, n);
 	ASSERT_EQ(verify(out, bytes, 70), -1);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
 	ASSERT_EQ(verify(buf, bytes, 70), -1);
 
 	free(out);
@@ -1667,7 +1749,7 @@ TEST_F(hmm, bad_unaligned_addr)
 	ASSERT_EQ(to_device(self->fd, buf + self->ps / 2, out, 2, NULL),
 		  -EINVAL);
 	ASSERT_EQ(to_system(self->fd, buf + 8, 2, NULL), -EINVAL);
-	ASSERT_EQ(count_pagemap(buf, 4, PM_PRESENT, PM_PRESENT), 4);
+	ASSERT_EQ(count_in_system(buf, 4), 4);
 
 	free(out);
 	munmap(buf, bytes);
@@ -1785,7 +1867,7 @@ TEST_F(hmm, bad_output_pointer)
 	fill(buf, bytes, 81);
 
 	ASSERT_EQ(to_device(self->fd, buf, NULL, n, NULL), -EFAULT);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
 	ASSERT_EQ(verify(buf, bytes, 81), -1);
 	munmap(buf, bytes);
 }
@@ -2570,10 +2652,12 @@ TEST_F(hmm, device_access_own_pages)
 	ASSERT_EQ(cmd.cpages, n);
 	ASSERT_EQ(cmd.faults, 0);
 	ASSERT_EQ(pages_on_unit(self->unit), on_dev);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
 
+	/* The CPU faults device-private pages back, reads coherent ones. */
 	ASSERT_EQ(verify(buf, bytes, 228), -1);
-	ASSERT_EQ(pages_on_unit(self->unit), on_dev - (long)n);
+	ASSERT_EQ(pages_on_unit(self->unit),
+		  on_dev - (self->coherent ? 0 : (long)n));
 
 	free(out);
 	free(in);
@@ -2585,8 +2669,9 @@ TEST_F(hmm, device_access_own_pages)
  * device faults and hmm_range_fault() reports its own pages, read-only:
  * they are read in place, nothing moves, the snapshot shows them as this
  * device's, and a device write is refused.  Once the mapping is writable
- * again, a device write brings them back to system memory and writes
- * there.
+ * again, a device write brings device-private pages back to system memory
+ * and writes there; device-coherent pages are made writable in place by
+ * the write fault, as system memory would be.
  */
 TEST_F(hmm, device_access_own_readonly_pages)
 {
@@ -2615,12 +2700,12 @@ TEST_F(hmm, device_access_own_readonly_pages)
 	ASSERT_EQ(cmd.faults, 1);
 	ASSERT_EQ(verify(out, bytes, 229), -1);
 	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
-	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+	ASSERT_EQ(count_other(prot, n, prot_local(self->coherent) |
 				       HMM_DMIRROR_PROT_READ), 0);
 	fill(in, bytes, 230);
 	ASSERT_EQ(dev_write(self->fd, buf, in, n, NULL), -EPERM);
 	ASSERT_EQ(pages_on_unit(self->unit), on_dev);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
 
 	/*
 	 * Writable VMA, read-only device entries: the driver unshares them
@@ -2633,7 +2718,9 @@ TEST_F(hmm, device_access_own_readonly_pages)
 	ASSERT_EQ(cmd.cpages, n);
 	ASSERT_EQ(cmd.faults, 1);
 	ASSERT_EQ(cpu_faults_on_unit(self->unit), calls);
-	ASSERT_EQ(pages_on_unit(self->unit), on_dev - (long)n);
+	ASSERT_EQ(pages_on_unit(self->unit),
+		  on_dev - (self->coherent ? 0 : (long)n));
+	ASSERT_EQ(count_on_device(buf, n), self->coherent ? n : 0);
 	ASSERT_EQ(verify(buf, bytes, 230), -1);
 
 	free(out);
@@ -2642,10 +2729,12 @@ TEST_F(hmm, device_access_own_readonly_pages)
 }
 
 /*
- * Any protection change of a range in device memory takes write access
- * away from the device entries, as 6.12 does, even one that keeps
+ * Any protection change of a range in device-private memory takes write
+ * access away from the device entries, as 6.12 does, even one that keeps
  * PROT_WRITE: the device sees its pages read-only until the CPU writes
  * (and gets them back).  Soft-dirty tracking is not lost on the way.
+ * Device-coherent pages are mapped by present PTEs, which such a change
+ * leaves writable, as for system memory.
  */
 TEST_F(hmm, protection_change_write_protects_device_pages)
 {
@@ -2662,19 +2751,20 @@ TEST_F(hmm, protection_change_write_protects_device_pages)
 	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
 	ASSERT_EQ(cpages, n);
 	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
-	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+	ASSERT_EQ(count_other(prot, n, prot_local(self->coherent) |
 				       HMM_DMIRROR_PROT_WRITE), 0);
 
 	ASSERT_EQ(mprotect(buf, bytes, PROT_READ | PROT_WRITE | PROT_EXEC), 0);
 	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
-	ASSERT_EQ(count_other(prot, n, HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
-				       HMM_DMIRROR_PROT_READ), 0);
+	ASSERT_EQ(count_other(prot, n, prot_local(self->coherent) |
+			      (self->coherent ? HMM_DMIRROR_PROT_WRITE :
+						HMM_DMIRROR_PROT_READ)), 0);
 	ASSERT_EQ(pages_on_unit(self->unit), (long)n);
 
-	/* The CPU still writes: the page comes back, writable. */
+	/* The CPU still writes: a device-private page comes back, writable. */
 	fill(buf, bytes, 236);
 	ASSERT_EQ(verify(buf, bytes, 236), -1);
-	ASSERT_EQ(pages_on_unit(self->unit), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), self->coherent ? (long)n : 0);
 
 	free(out);
 	munmap(buf, bytes);
@@ -3138,7 +3228,7 @@ TEST_F(hmm, exclusive_atomics)
 	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
 	ASSERT_EQ(verify(out, bytes, 300), -1);
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), -EPERM);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
 	ASSERT_EQ(smaps_kb(buf, "Rss:"), (long)(bytes >> 10));
 	/* Nothing the device could use without a fault. */
 	ASSERT_EQ(dev_snapshot(self->fd, buf, prot, n), 0);
@@ -3153,7 +3243,7 @@ TEST_F(hmm, exclusive_atomics)
 	/* CPU reads take the pages back. */
 	ASSERT_EQ(verify(buf, bytes, 301), -1);
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_PRESENT), n);
+	ASSERT_EQ(count_in_system(buf, n), n);
 	ASSERT_EQ(smaps_kb(buf, "Rss:"), (long)(bytes >> 10));
 
 	/* Again, taken back by CPU writes this time. */
@@ -3197,7 +3287,7 @@ TEST_F(hmm, exclusive_partial_revoke)
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf, 3), -EPERM);
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf + 4 * self->ps, n - 4),
 		  -EPERM);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), 1);
+	ASSERT_EQ(count_in_system(buf, n), 1);
 	ASSERT_EQ(verify(buf, bytes, 304), -1);
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
 
@@ -3278,7 +3368,7 @@ TEST_F(hmm, exclusive_fork)
 		char c;
 
 		close(go[1]);
-		if (count_pagemap(buf, n, PM_PRESENT, PM_PRESENT) != n)
+		if (count_in_system(buf, n) != n)
 			_exit(2);
 		if (verify(buf, bytes, 311) != -1)
 			_exit(3);
@@ -3295,7 +3385,7 @@ TEST_F(hmm, exclusive_fork)
 
 	close(go[0]);
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	ASSERT_EQ(count_in_system(buf, n), n);
 	ASSERT_EQ(verify(buf, bytes, 311), -1);
 	fill(buf, bytes, 312);
 	ASSERT_EQ(write(go[1], "x", 1), 1);
@@ -3448,7 +3538,7 @@ TEST_F(hmm, exclusive_compaction)
 	close(fd);
 	ASSERT_EQ(verify(buf, bytes, 324), -1);
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	ASSERT_EQ(count_in_system(buf, n), n);
 	/* Only informative: pfns read as 0 without CAP_SYS_ADMIN. */
 	for (i = 0; i < n; i++)
 		if ((pagemap_of(buf + i * self->ps) & pfn_mask) != pfn[i])
@@ -3538,7 +3628,7 @@ TEST_F(hmm, exclusive_thp)
 	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
 	ASSERT_EQ(verify(out, bytes, 340), -1);
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), -EPERM);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
 
 	fill(in, bytes, 341);
 	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
@@ -3579,8 +3669,8 @@ TEST_F(hmm, exclusive_thp_part)
 	ASSERT_NE(out, NULL);
 
 	ASSERT_EQ(dev_exclusive(self->fd, buf + off * self->ps, out, len), 0);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), len);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n - len);
+	ASSERT_EQ(count_on_device(buf, n), len);
+	ASSERT_EQ(count_in_system(buf, n), n - len);
 	ASSERT_EQ(verify(buf, bytes, 345), -1);
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
 
@@ -3610,7 +3700,7 @@ TEST_F(hmm, exclusive_hugetlbfs_refused)
 	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), -EINVAL);
 	ASSERT_EQ(dev_exclusive(self->fd, buf + self->ps, out, 1), -EINVAL);
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	ASSERT_EQ(count_in_system(buf, n), n);
 	ASSERT_EQ(verify(buf, bytes, 350), -1);
 
 	free(out);
@@ -3703,7 +3793,7 @@ TEST_F(hmm, exclusive_page_idle)
 
 	ASSERT_EQ(dev_exclusive(self->fd, buf, out, half), 0);
 	ASSERT_EQ(verify(out, half * self->ps, 370), -1);
-	ASSERT_EQ(count_pagemap(buf, half, PM_PRESENT | PM_SWAP, PM_SWAP),
+	ASSERT_EQ(count_on_device(buf, half),
 		  half);
 	for (i = 0; i < half; i++)
 		entry[i] = pagemap_of(buf + i * self->ps);
@@ -3768,7 +3858,7 @@ TEST_F(hmm, exclusive_pageout)
 
 	ASSERT_EQ(verify(buf, bytes, 375), -1);
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf, half), 0);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	ASSERT_EQ(count_in_system(buf, n), n);
 
 	free(entry);
 	free(out);
@@ -3855,10 +3945,11 @@ TEST_F(hmm2, pages_of_other_device)
 	ASSERT_EQ(cpages, 0);
 	ASSERT_EQ(pages_on_unit(self->unit0), before0 + (long)n);
 	ASSERT_EQ(pages_on_unit(self->unit1), before1);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
 
 	ASSERT_EQ(verify(buf, bytes, 90), -1);
-	ASSERT_EQ(pages_on_unit(self->unit0), before0);
+	ASSERT_EQ(pages_on_unit(self->unit0),
+		  before0 + (self->coherent ? (long)n : 0));
 
 	free(out);
 	munmap(buf, bytes);
@@ -3890,11 +3981,15 @@ TEST_F(hmm2, split_between_devices)
 	ASSERT_EQ(pages_on_unit(self->unit0), before0 + (long)(n / 2));
 	ASSERT_EQ(pages_on_unit(self->unit1), before1 + (long)(n / 2));
 
-	/* Bring device 1's half back explicitly, fault device 0's half. */
+	/*
+	 * Bring device 1's half back explicitly, fault device 0's half (or
+	 * read it in place if the CPU can).
+	 */
 	ASSERT_EQ(to_system(self->fd1, buf, n, &cpages), 0);
 	ASSERT_EQ(cpages, n / 2);
 	ASSERT_EQ(verify(buf, bytes, 91), -1);
-	ASSERT_EQ(pages_on_unit(self->unit0), before0);
+	ASSERT_EQ(pages_on_unit(self->unit0),
+		  before0 + (self->coherent ? (long)(n / 2) : 0));
 	ASSERT_EQ(pages_on_unit(self->unit1), before1);
 
 	free(out);
@@ -3905,8 +4000,9 @@ TEST_F(hmm2, split_between_devices)
  * One snapshot across everything a range can hold: a huge page, a hole,
  * PROT_NONE, the zero page, read-only and writable pages, a page never
  * touched, and pages in the memory of this and of the other device (the
- * latter is not reported: only a fault could make it usable).  Seen from
- * either device; taking it faults nothing in and moves nothing.
+ * latter is reported only if device-coherent: a device-private one could
+ * be used only after a fault).  Seen from either device; taking it faults
+ * nothing in and moves nothing.
  */
 TEST_F(hmm2, snapshot_mixed)
 {
@@ -3958,9 +4054,10 @@ TEST_F(hmm2, snapshot_mixed)
 	ASSERT_EQ(p[3], HMM_DMIRROR_PROT_READ);
 	ASSERT_EQ(p[4], HMM_DMIRROR_PROT_WRITE);
 	ASSERT_EQ(p[5], HMM_DMIRROR_PROT_NONE);
-	ASSERT_EQ(p[6], HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
-			HMM_DMIRROR_PROT_WRITE);
-	ASSERT_EQ(p[7], HMM_DMIRROR_PROT_NONE);
+	ASSERT_EQ(p[6], prot_local(self->coherent) | HMM_DMIRROR_PROT_WRITE);
+	ASSERT_EQ(p[7], self->coherent ? prot_remote(true) |
+					 HMM_DMIRROR_PROT_WRITE :
+					 HMM_DMIRROR_PROT_NONE);
 
 	ASSERT_EQ(dev_snapshot(self->fd1, buf, prot, n), 0);
 	ASSERT_EQ(count_other(prot, huge, HMM_DMIRROR_PROT_WRITE | thp), 0);
@@ -3970,13 +4067,13 @@ TEST_F(hmm2, snapshot_mixed)
 	ASSERT_EQ(p[3], HMM_DMIRROR_PROT_READ);
 	ASSERT_EQ(p[4], HMM_DMIRROR_PROT_WRITE);
 	ASSERT_EQ(p[5], HMM_DMIRROR_PROT_NONE);
-	ASSERT_EQ(p[6], HMM_DMIRROR_PROT_NONE);
-	ASSERT_EQ(p[7], HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
-			HMM_DMIRROR_PROT_WRITE);
+	ASSERT_EQ(p[6], self->coherent ? prot_remote(true) |
+					 HMM_DMIRROR_PROT_WRITE :
+					 HMM_DMIRROR_PROT_NONE);
+	ASSERT_EQ(p[7], prot_local(self->coherent) | HMM_DMIRROR_PROT_WRITE);
 
 	ASSERT_EQ(count_pagemap(small + 5 * self->ps, 1, PM_PRESENT, 0), 1);
-	ASSERT_EQ(count_pagemap(small + 6 * self->ps, 2,
-				PM_PRESENT | PM_SWAP, PM_SWAP), 2);
+	ASSERT_EQ(count_on_device(small + 6 * self->ps, 2), 2);
 	ASSERT_EQ(pages_on_unit(self->unit0), before0);
 	ASSERT_EQ(pages_on_unit(self->unit1), before1);
 
@@ -3994,8 +4091,9 @@ TEST_F(hmm2, snapshot_mixed)
 /*
  * Two devices mirror the same pages.  Both read them; pages moved into
  * the memory of one are read by the other through a fault that brings
- * them back; stores of one device are seen by the other without a fault,
- * both pointing at the same pages.
+ * them back (or, device-coherent, that maps them where they are); stores
+ * of one device are seen by the other without a fault, both pointing at
+ * the same pages.
  */
 TEST_F(hmm2, same_range_two_devices)
 {
@@ -4032,11 +4130,17 @@ TEST_F(hmm2, same_range_two_devices)
 	ASSERT_EQ(cmd.cpages, n);
 	ASSERT_EQ(cmd.faults, 1);
 	ASSERT_EQ(verify(out, bytes, 260), -1);
-	ASSERT_EQ(pages_on_unit(self->unit1), before1);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT, PM_PRESENT), n);
+	if (self->coherent) {
+		/* Nothing moved: device 1 still has its records. */
+		ASSERT_EQ(pages_on_unit(self->unit1), before1 + (long)n);
+		ASSERT_EQ(count_on_device(buf, n), n);
+	} else {
+		ASSERT_EQ(pages_on_unit(self->unit1), before1);
+		ASSERT_EQ(count_in_system(buf, n), n);
+	}
 	memset(out, 0, bytes);
 	ASSERT_EQ(dev_read(self->fd1, buf, out, n, &cmd), 0);
-	ASSERT_EQ(cmd.faults, 1);
+	ASSERT_EQ(cmd.faults, self->coherent ? 0 : 1);
 	ASSERT_EQ(verify(out, bytes, 260), -1);
 
 	fill(in, bytes, 261);
@@ -4447,7 +4551,7 @@ TEST_F(hmm, exclusive_twice)
 	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
 	ASSERT_EQ(verify(out, bytes, 502), -1);
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), -EPERM);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
 	ASSERT_EQ(verify(buf, bytes, 502), -1);
 	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
 	munmap(buf, bytes);
@@ -4463,18 +4567,68 @@ out:
 #define TEST_HMM_KO	"/lib/modules/test_hmm.ko"
 
 /*
+ * The parameters test_hmm was loaded with, for loading it again the same
+ * way ("" if it has none): the device-coherent devices need them.
+ */
+static void module_params(char *params, size_t size)
+{
+	static const char *const names[] = { "spm_addr_dev0", "spm_addr_dev1" };
+	unsigned long val;
+	size_t len = 0;
+	char path[96];
+	unsigned int i;
+	FILE *f;
+
+	params[0] = '\0';
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "/sys/module/test_hmm/parameters/%s",
+			 names[i]);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fscanf(f, "%lu", &val) == 1 && val && len < size)
+			len += snprintf(params + len, size - len, "%s%s=%#lx",
+					len ? " " : "", names[i], val);
+		fclose(f);
+	}
+}
+
+/*
+ * A child sharing @buf (copy-on-write) that checks it is intact after
+ * @go is written to, and exits 0 if so.
+ */
+static pid_t sharing_child(char *buf, size_t bytes, unsigned int seed,
+			   int go[2])
+{
+	pid_t pid = fork();
+	char c;
+
+	if (pid)
+		return pid;
+	close(go[1]);
+	if (read(go[0], &c, 1) != 1)
+		_exit(2);
+	_exit(verify(buf, bytes, seed) == -1 ? 0 : 1);
+}
+
+/*
  * Unload the driver while pages are in its memory: with every file
  * closed, delete_module() evicts them and the process finds its data
- * intact in system memory.  The driver is then loaded again and works.
+ * intact in system memory.  Device-coherent pages, when that device
+ * exists, are mapped by a child too, which finds them intact as well.
+ * The driver is then loaded again, with the same parameters, and works.
  */
 TEST(module_unload_with_pages_on_device)
 {
 	unsigned long n = 64, ps = psize(), bytes = n * ps;
-	unsigned long back, present;
+	unsigned long back, present, cback = 0;
+	char *buf, *out, *cbuf = NULL;
+	int fd, ko, ret, err, status;
+	long intact, cintact = -1;
+	char params[128];
+	pid_t child = -1;
 	uint64_t cpages;
-	int fd, ko, ret, err;
-	char *buf, *out;
-	long intact;
+	int go[2];
 
 	if (access("/sys/module/test_hmm/refcnt", F_OK))
 		SKIP(return, "test_hmm is not a loaded module");
@@ -4492,7 +4646,23 @@ TEST(module_unload_with_pages_on_device)
 	ASSERT_EQ(to_device(fd, buf, out, n, &cpages), 0);
 	ASSERT_EQ(cpages, n);
 	ASSERT_EQ(close(fd), 0);
-	ASSERT_EQ(count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_SWAP), n);
+	ASSERT_EQ(count_on_device(buf, n), n);
+
+	module_params(params, sizeof(params));
+	fd = open_unit(UNIT_COHERENT_A);
+	if (fd >= 0) {
+		cbuf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+		ASSERT_NE(cbuf, MAP_FAILED);
+		fill(cbuf, bytes, 271);
+		ASSERT_EQ(to_device(fd, cbuf, out, n, &cpages), 0);
+		ASSERT_EQ(cpages, n);
+		ASSERT_EQ(close(fd), 0);
+		ASSERT_EQ(pipe(go), 0);
+		child = sharing_child(cbuf, bytes, 271, go);
+		ASSERT_GE(child, 0);
+		close(go[0]);
+		ASSERT_EQ(count_on_device(cbuf, n), n);
+	}
 
 	ret = syscall(__NR_delete_module, "test_hmm", O_NONBLOCK);
 	err = errno;
@@ -4502,17 +4672,32 @@ TEST(module_unload_with_pages_on_device)
 		TH_LOG("delete_module(test_hmm): %s", strerror(err));
 
 	/* Look at the data first, reload before asserting anything. */
-	back = count_pagemap(buf, n, PM_PRESENT | PM_SWAP, PM_PRESENT);
+	back = count_in_system(buf, n);
 	intact = verify(buf, bytes, 270);
-	present = count_pagemap(buf, n, PM_PRESENT, PM_PRESENT);
-	ret = syscall(__NR_finit_module, ko, "", 0);
+	present = count_in_system(buf, n);
+	if (cbuf) {
+		cback = count_in_system(cbuf, n);
+		cintact = verify(cbuf, bytes, 271);
+		if (write(go[1], "x", 1) != 1 ||
+		    waitpid(child, &status, 0) != child)
+			status = -1;
+		close(go[1]);
+	}
+	ret = syscall(__NR_finit_module, ko, params, 0);
 	err = errno;
 	close(ko);
 	ASSERT_EQ(ret, 0)
-		TH_LOG("finit_module(%s): %s", TEST_HMM_KO, strerror(err));
+		TH_LOG("finit_module(%s, \"%s\"): %s", TEST_HMM_KO, params,
+		       strerror(err));
 	ASSERT_EQ(back, n);
 	ASSERT_EQ(intact, -1);
 	ASSERT_EQ(present, n);
+	if (cbuf) {
+		ASSERT_EQ(cback, n);
+		ASSERT_EQ(cintact, -1);
+		ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		munmap(cbuf, bytes);
+	}
 
 	/* A new driver, with nothing in its memory, that works. */
 	fd = open_unit(UNIT_PRIVATE_A);
