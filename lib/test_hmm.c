@@ -281,10 +281,13 @@ static unsigned long hmmt_select_own(const struct hmmt_device *hdev)
 				     MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
 }
 
-/* A page of device memory, of whichever kind. */
-static bool hmmt_device_page(const struct page *page)
+/* Whether @page is in the memory of @hdev, of whichever kind. */
+static bool hmmt_own_page(const struct hmmt_device *hdev,
+			  const struct page *page)
 {
-	return is_device_private_page(page) || is_device_coherent_page(page);
+	return (is_device_private_page(page) ||
+		is_device_coherent_page(page)) &&
+	       page->pgmap->owner == hdev;
 }
 
 /* ---------------------------------------------------------------------------
@@ -863,97 +866,9 @@ static int hmmt_to_dev_batch(struct hmmt_mirror *mirror,
 	return ret ? ret : err;
 }
 
-static unsigned long hmmt_ptab_copy(struct hmmt_mirror *mirror,
-				    unsigned long addr, unsigned long npages,
-				    char *buf, bool write);
-static int hmmt_range_fault_locked(struct hmmt_mirror *mirror,
-				   struct hmm_range *range);
-
-/*
- * Mirror the page at @addr if it is in this device's memory already.  A
- * MIGRATE_TO_DEV batch leaves such a page where it is, device-coherent
- * pages in particular, which the CPU uses in place; but its own
- * invalidation drops whatever the mirror knew of the batch's range apart
- * from the pages it moves.  Nothing is faulted in.  Returns whether the
- * page is now in the mirror.
- */
-static bool hmmt_mirror_own_page(struct hmmt_mirror *mirror,
-				 unsigned long addr)
-{
-	struct mm_struct *mm = mirror->notifier.mm;
-	unsigned long hpfn, vpfn = addr >> PAGE_SHIFT;
-	struct hmm_range range = {
-		.notifier		= &mirror->notifier,
-		.start			= addr,
-		.end			= addr + PAGE_SIZE,
-		.hmm_pfns		= &hpfn,
-		.dev_private_owner	= mirror->hdev,
-	};
-	struct page *page;
-	bool own = false;
-
-	if (!mmget_not_zero(mm))
-		return false;
-	if (xa_reserve(&mirror->ptab, vpfn, GFP_KERNEL))
-		goto out_mmput;
-	if (hmmt_range_fault_locked(mirror, &range))
-		goto out_release;
-	if ((hpfn & HMM_PFN_VALID) && !(hpfn & HMM_PFN_ERROR)) {
-		page = hmm_pfn_to_page(hpfn);
-		own = hmmt_device_page(page) &&
-		      page->pgmap->owner == mirror->hdev &&
-		      !xa_is_err(xa_store(&mirror->ptab, vpfn,
-					  hmmt_pfn_entry(page_to_pfn(page),
-							 hpfn & HMM_PFN_WRITE),
-					  GFP_NOWAIT | __GFP_NOWARN));
-	}
-	mutex_unlock(&mirror->lock);
-out_release:
-	xa_release(&mirror->ptab, vpfn);
-out_mmput:
-	mmput(mm);
-	return own;
-}
-
-/*
- * Copy what the device holds for [start, end) to the user buffer at
- * @cmd->ptr, as its page table has it: pages that moved there and pages
- * mirrored earlier, in device or system memory.  Every page of the range
- * must be in the mirror or in the device's memory, else -ENOENT: a page
- * that did not move, or that something else unmapped or changed while it
- * moved (see hmmt_to_dev_record()), is not.  Counts the pages copied in
- * @cmd->cpages.
- */
-static int hmmt_report(struct hmmt_mirror *mirror,
+static int hmmt_access(struct hmmt_mirror *mirror,
 		       struct hmm_dmirror_cmd *cmd, unsigned long start,
-		       unsigned long end)
-{
-	char __user *ubuf = u64_to_user_ptr(cmd->ptr);
-	unsigned long addr;
-	int ret = 0;
-	char *buf;
-
-	buf = kmalloc(PAGE_SIZE, GFP_KERNEL);
-	if (!buf)
-		return -ENOMEM;
-	for (addr = start; addr < end; addr += PAGE_SIZE) {
-		/* Under the mirror lock, into @buf: the user copy may fault. */
-		if (hmmt_ptab_copy(mirror, addr, 1, buf, false) != 1 &&
-		    (!hmmt_mirror_own_page(mirror, addr) ||
-		     hmmt_ptab_copy(mirror, addr, 1, buf, false) != 1)) {
-			ret = -ENOENT;
-			break;
-		}
-		if (copy_to_user(ubuf, buf, PAGE_SIZE)) {
-			ret = -EFAULT;
-			break;
-		}
-		ubuf += PAGE_SIZE;
-		cmd->cpages++;
-	}
-	kfree(buf);
-	return ret;
-}
+		       unsigned long end, bool write, bool fault);
 
 /* ---------------------------------------------------------------------------
  * Migration from the device back to system memory
@@ -982,8 +897,7 @@ static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 		mig->dst[i] = 0;
 		if (!dpage || !(mig->src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
-		if (!hmmt_device_page(dpage) ||
-		    hmmt_page_device(dpage) != mirror->hdev)
+		if (!hmmt_own_page(mirror->hdev, dpage))
 			continue;
 		page = alloc_page_vma(GFP_HIGHUSER_MOVABLE, mig->vma, addr);
 		if (!page) {
@@ -1071,8 +985,13 @@ out_mmput:
 	if (ret || !to_dev)
 		return ret;
 
-	/* Hand back what the device now holds, for the caller to verify. */
-	return hmmt_report(mirror, cmd, start, end);
+	/*
+	 * Hand back what the device now holds, for the caller to verify:
+	 * every page must be in its page table or its memory, else -ENOENT
+	 * (a page that did not move, or that something else unmapped or
+	 * changed while it moved, see hmmt_to_dev_record()).
+	 */
+	return hmmt_access(mirror, cmd, start, end, false, false);
 }
 
 /*
@@ -1581,17 +1500,83 @@ static unsigned long hmmt_ptab_copy(struct hmmt_mirror *mirror,
 }
 
 /*
+ * Mirror the page at @addr if it is in this device's memory already.  A
+ * MIGRATE_TO_DEV batch leaves such a page where it is, device-coherent
+ * pages in particular, which the CPU uses in place; but its own
+ * invalidation drops whatever the mirror knew of the batch's range apart
+ * from the pages it moves.  Nothing is faulted in.  Returns whether the
+ * page is now in the mirror.
+ */
+static bool hmmt_mirror_own_page(struct hmmt_mirror *mirror,
+				 unsigned long addr)
+{
+	struct mm_struct *mm = mirror->notifier.mm;
+	unsigned long hpfn, vpfn = addr >> PAGE_SHIFT;
+	struct hmm_range range = {
+		.notifier		= &mirror->notifier,
+		.start			= addr,
+		.end			= addr + PAGE_SIZE,
+		.hmm_pfns		= &hpfn,
+		.dev_private_owner	= mirror->hdev,
+	};
+	struct page *page;
+	bool own = false;
+
+	if (!mmget_not_zero(mm))
+		return false;
+	if (xa_reserve(&mirror->ptab, vpfn, GFP_KERNEL))
+		goto out_mmput;
+	if (hmmt_range_fault_locked(mirror, &range))
+		goto out_release;
+	if ((hpfn & HMM_PFN_VALID) && !(hpfn & HMM_PFN_ERROR)) {
+		page = hmm_pfn_to_page(hpfn);
+		own = hmmt_own_page(mirror->hdev, page) &&
+		      !xa_is_err(xa_store(&mirror->ptab, vpfn,
+					  hmmt_pfn_entry(page_to_pfn(page),
+							 hpfn & HMM_PFN_WRITE),
+					  GFP_NOWAIT | __GFP_NOWARN));
+	}
+	mutex_unlock(&mirror->lock);
+out_release:
+	xa_release(&mirror->ptab, vpfn);
+out_mmput:
+	mmput(mm);
+	return own;
+}
+
+/*
+ * A device access missed at @miss.  With @fault, fault in and mirror
+ * everything from there to @end, counting one fault in @cmd; without, the
+ * page must be in the device's memory already (hmmt_mirror_own_page()),
+ * else -ENOENT.
+ */
+static int hmmt_access_miss(struct hmmt_mirror *mirror,
+			    struct hmm_dmirror_cmd *cmd, unsigned long miss,
+			    unsigned long end, bool write, bool fault)
+{
+	int ret;
+
+	if (!fault)
+		return hmmt_mirror_own_page(mirror, miss) ? 0 : -ENOENT;
+	ret = hmmt_mirror_fault(mirror, miss, end, write);
+	if (!ret)
+		cmd->faults++;
+	return ret;
+}
+
+/*
  * HMM_DMIRROR_READ and HMM_DMIRROR_WRITE: the device reads [start, end)
  * into the user buffer at cmd->ptr, or writes the buffer there, through
- * its page table.  A miss faults in everything from the missing page to
- * the end of the range and counts one in cmd->faults; cmd->cpages counts
- * the pages copied.  Data goes through a bounce buffer since the mirror
- * lock cannot be held across user copies.  On error, what was copied
- * before it stays copied.
+ * its page table.  With @fault, a miss faults in everything from the
+ * missing page to the end of the range and counts one in cmd->faults;
+ * without (the report of MIGRATE_TO_DEV), see hmmt_access_miss().
+ * cmd->cpages counts the pages copied.  Data goes through a bounce buffer
+ * since the mirror lock cannot be held across user copies.  On error,
+ * what was copied before it stays copied.
  */
 static int hmmt_access(struct hmmt_mirror *mirror,
 		       struct hmm_dmirror_cmd *cmd, unsigned long start,
-		       unsigned long end, bool write)
+		       unsigned long end, bool write, bool fault)
 {
 	char __user *ubuf = u64_to_user_ptr(cmd->ptr);
 	unsigned long addr, npages, done;
@@ -1615,10 +1600,10 @@ static int hmmt_access(struct hmmt_mirror *mirror,
 		while (done < npages) {
 			unsigned long miss = addr + (done << PAGE_SHIFT);
 
-			ret = hmmt_mirror_fault(mirror, miss, end, write);
+			ret = hmmt_access_miss(mirror, cmd, miss, end, write,
+					       fault);
 			if (ret)
 				goto out;
-			cmd->faults++;
 			/* An invalidation may beat us to it: then again. */
 			done += hmmt_ptab_copy(mirror, miss, npages - done,
 					       buf + (done << PAGE_SHIFT),
@@ -1866,7 +1851,7 @@ static int hmmt_exclusive(struct hmmt_mirror *mirror,
 	mmput(mm);
 	if (ret)
 		return ret;
-	return hmmt_access(mirror, cmd, start, end, false);
+	return hmmt_access(mirror, cmd, start, end, false, true);
 }
 
 /*
@@ -1992,10 +1977,10 @@ static long hmmt_ioctl(struct file *filp, unsigned int op, unsigned long arg)
 		ret = hmmt_release_all(mirror->hdev);
 		break;
 	case HMM_DMIRROR_READ:
-		ret = hmmt_access(mirror, &cmd, start, end, false);
+		ret = hmmt_access(mirror, &cmd, start, end, false, true);
 		break;
 	case HMM_DMIRROR_WRITE:
-		ret = hmmt_access(mirror, &cmd, start, end, true);
+		ret = hmmt_access(mirror, &cmd, start, end, true, true);
 		break;
 	case HMM_DMIRROR_SNAPSHOT:
 		ret = hmmt_snapshot(mirror, &cmd, start, end);

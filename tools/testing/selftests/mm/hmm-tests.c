@@ -306,61 +306,68 @@ static unsigned long count_pagemap(void *addr, unsigned long npages,
 	return n;
 }
 
-/*
- * Whether @pfn is memory of test_hmm's devices: it claims every chunk as
- * "hmm_dmirror" in /proc/iomem.  Only device-coherent pfns can be present
- * in a page table; the CPU never maps device-private ones.
- */
-static bool pfn_on_device(uint64_t pfn)
+/* Physical ranges test_hmm claims as "hmm_dmirror" in /proc/iomem. */
+struct device_ranges {
+	unsigned int		n;
+	unsigned long long	lo[16], hi[16];
+};
+
+static void device_ranges(struct device_ranges *r)
 {
-	unsigned long long lo, hi, addr = pfn * psize();
-	bool found = false;
 	char line[256];
 	FILE *f;
 
+	r->n = 0;
 	f = fopen("/proc/iomem", "r");
 	if (!f)
-		return false;
-	while (!found && fgets(line, sizeof(line), f))
-		found = strstr(line, ": hmm_dmirror") &&
-			sscanf(line, " %llx-%llx", &lo, &hi) == 2 &&
-			addr >= lo && addr <= hi;
+		return;
+	while (r->n < 16 && fgets(line, sizeof(line), f))
+		if (strstr(line, ": hmm_dmirror") &&
+		    sscanf(line, " %llx-%llx", &r->lo[r->n], &r->hi[r->n]) == 2)
+			r->n++;
 	fclose(f);
-	return found;
 }
 
 /*
  * Number of pages of [addr, addr + npages) that the CPU page table maps to
- * device memory: a device-private page is a swap entry to pagemap, a
- * device-coherent page is present, with a pfn of device memory.
+ * device memory (@on_device) or present in system memory (!@on_device).
+ * A device-private page is a swap entry to pagemap; a device-coherent page
+ * is present, with a pfn (shown to root) in the memory of test_hmm.
  */
-static unsigned long count_on_device(void *addr, unsigned long npages)
+static unsigned long count_where(void *addr, unsigned long npages,
+				 bool on_device)
 {
+	struct device_ranges r;
 	unsigned long i, n = 0;
 
+	device_ranges(&r);
 	for (i = 0; i < npages; i++) {
 		uint64_t ent = pagemap_of((char *)addr + i * psize());
+		unsigned long long phys = (ent & PM_PFN_MASK) * psize();
+		bool device = false;
+		unsigned int k;
 
-		if ((ent & (PM_PRESENT | PM_SWAP)) == PM_SWAP ||
-		    ((ent & PM_PRESENT) && pfn_on_device(ent & PM_PFN_MASK)))
-			n++;
+		if (!(ent & PM_PRESENT)) {
+			n += on_device && (ent & PM_SWAP);
+			continue;
+		}
+		for (k = 0; k < r.n; k++)
+			device |= phys >= r.lo[k] && phys <= r.hi[k];
+		/* Without a pfn, a present page cannot be placed. */
+		if (ent & PM_PFN_MASK)
+			n += device == on_device;
 	}
 	return n;
 }
 
-/* Number of pages of [addr, addr + npages) present in system memory. */
+static unsigned long count_on_device(void *addr, unsigned long npages)
+{
+	return count_where(addr, npages, true);
+}
+
 static unsigned long count_in_system(void *addr, unsigned long npages)
 {
-	unsigned long i, n = 0;
-
-	for (i = 0; i < npages; i++) {
-		uint64_t ent = pagemap_of((char *)addr + i * psize());
-
-		if ((ent & PM_PRESENT) && (ent & PM_PFN_MASK) &&
-		    !pfn_on_device(ent & PM_PFN_MASK))
-			n++;
-	}
-	return n;
+	return count_where(addr, npages, false);
 }
 
 /* Value in kB of field @name (e.g. "Rss:") of the smaps entry of @addr. */
