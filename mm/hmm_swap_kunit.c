@@ -331,6 +331,8 @@ static void check_fresh_device_page(struct kunit *test, struct page *page,
 	KUNIT_EXPECT_EQ(test, page_zonenum(page), ZONE_DEVICE);
 	KUNIT_EXPECT_TRUE(test, is_device_private_page(page));
 	KUNIT_EXPECT_TRUE(test, folio_is_device_private(page_folio(page)));
+	KUNIT_EXPECT_FALSE(test, is_device_coherent_page(page));
+	KUNIT_EXPECT_FALSE(test, folio_is_device_coherent(page_folio(page)));
 	KUNIT_EXPECT_PTR_EQ(test, page->pgmap, pgmap);
 	KUNIT_EXPECT_EQ(test, page_ref_count(page), 0);
 }
@@ -399,19 +401,34 @@ static const struct dev_pagemap_ops fake_ops_no_free = {
 	.migrate_to_ram = fake_migrate_to_ram,
 };
 
+/*
+ * memremap_pages() refuses, with -EINVAL, a device-private or
+ * device-coherent pgmap that lacks what its type needs.
+ */
 static void dp_memremap_invalid(struct kunit *test)
 {
 	static const struct {
 		const char *what;
+		enum memory_type type;
 		const struct dev_pagemap_ops *ops;
 		bool owner;
 		unsigned long vmemmap_shift;
 	} cases[] = {
-		{ "no ops", NULL, true, 0 },
-		{ "no migrate_to_ram", &fake_ops_no_fault, true, 0 },
-		{ "no page_free", &fake_ops_no_free, true, 0 },
-		{ "no owner", &fake_ops, false, 0 },
-		{ "compound pages", &fake_ops, true, 1 },
+		{ "no ops", MEMORY_DEVICE_PRIVATE, NULL, true, 0 },
+		{ "no migrate_to_ram", MEMORY_DEVICE_PRIVATE, &fake_ops_no_fault,
+		  true, 0 },
+		{ "no page_free", MEMORY_DEVICE_PRIVATE, &fake_ops_no_free, true,
+		  0 },
+		{ "no owner", MEMORY_DEVICE_PRIVATE, &fake_ops, false, 0 },
+		{ "compound pages", MEMORY_DEVICE_PRIVATE, &fake_ops, true, 1 },
+		/* Device-coherent memory needs no migrate_to_ram. */
+		{ "coherent, no ops", MEMORY_DEVICE_COHERENT, NULL, true, 0 },
+		{ "coherent, no page_free", MEMORY_DEVICE_COHERENT,
+		  &fake_ops_no_free, true, 0 },
+		{ "coherent, no owner", MEMORY_DEVICE_COHERENT,
+		  &fake_ops_no_fault, false, 0 },
+		{ "coherent, compound pages", MEMORY_DEVICE_COHERENT,
+		  &fake_ops_no_fault, true, 1 },
 	};
 	struct resource *res = claim_free_range(test, SZ_2M);
 	int i;
@@ -422,7 +439,7 @@ static void dp_memremap_invalid(struct kunit *test)
 
 		mem = kunit_kzalloc(test, sizeof(*mem), GFP_KERNEL);
 		KUNIT_ASSERT_NOT_NULL(test, mem);
-		mem->pgmap.type = MEMORY_DEVICE_PRIVATE;
+		mem->pgmap.type = cases[i].type;
 		mem->pgmap.range.start = res->start;
 		mem->pgmap.range.end = res->start + SZ_2M - 1;
 		mem->pgmap.nr_range = 1;

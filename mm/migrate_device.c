@@ -275,6 +275,10 @@ static unsigned long mvd_collect_pte(struct mvd_walk *w,
 	if (pte_present(pte)) {
 		if (is_zero_pfn(pte_pfn(pte)))
 			return mvd_zero_entry(w, vma);
+		/* Migrating device-private pages back: skip the lookup. */
+		if (!(mig->flags & (MIGRATE_VMA_SELECT_SYSTEM |
+				    MIGRATE_VMA_SELECT_DEVICE_COHERENT)))
+			return 0;
 		page = vm_normal_page(vma, addr, pte);
 		if (!page || !mvd_selects_present(mig, page))
 			return 0;

@@ -51,8 +51,9 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
-/* Private interface of the test driver; found through -I <kernel tree>. */
+/* Private interfaces of test drivers; found through -I <kernel tree>. */
 #include <lib/test_hmm_uapi.h>
+#include <mm/gup_test.h>
 
 /* Device numbers: the first two are device-private, the others coherent. */
 #define UNIT_PRIVATE_A		0
@@ -2773,6 +2774,73 @@ TEST_F(hmm, protection_change_write_protects_device_pages)
 	ASSERT_EQ(verify(buf, bytes, 236), -1);
 	ASSERT_EQ(pages_on_unit(self->unit), self->coherent ? (long)n : 0);
 
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * A long-term pin (gup_test's PIN_LONGTERM_TEST, the kind RDMA or vfio
+ * take) must not keep process memory in device memory, which its driver
+ * must always be able to evict.  Device-coherent pages are migrated to
+ * system memory before they are pinned, device-private ones faulted back;
+ * the data is intact, and the pinned pages are the ones the process maps
+ * (a CPU store after the pin is seen through them).  With and without
+ * GUP-fast.
+ */
+TEST_F(hmm, longterm_pin_moves_device_pages)
+{
+	static const unsigned int flags[] = {
+		PIN_LONGTERM_TEST_FLAG_USE_WRITE,
+		PIN_LONGTERM_TEST_FLAG_USE_FAST,
+	};
+	unsigned long n = 16, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	struct pin_longterm_test pin;
+	char *buf, *out, *seen;
+	unsigned int round;
+	uint64_t cpages;
+	__u64 dst;
+	int gup;
+
+	ASSERT_GE(before, 0);
+	gup = open("/sys/kernel/debug/gup_test", O_RDWR | O_CLOEXEC);
+	if (gup < 0)
+		SKIP(return, "no /sys/kernel/debug/gup_test");
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	seen = malloc(bytes);
+	ASSERT_NE(seen, NULL);
+	dst = (uintptr_t)seen;
+
+	for (round = 0; round < 2; round++) {
+		fill(buf, bytes, 280 + round);
+		ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+		ASSERT_EQ(cpages, n);
+		ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+		ASSERT_EQ(count_on_device(buf, n), n);
+
+		pin = (struct pin_longterm_test) {
+			.addr	= (uintptr_t)buf,
+			.size	= bytes,
+			.flags	= flags[round],
+		};
+		ASSERT_EQ(ioctl(gup, PIN_LONGTERM_TEST_START, &pin), 0);
+		ASSERT_EQ(pages_on_unit(self->unit), before);
+		ASSERT_EQ(count_in_system(buf, n), n);
+		memset(seen, 0, bytes);
+		ASSERT_EQ(ioctl(gup, PIN_LONGTERM_TEST_READ, &dst), 0);
+		ASSERT_EQ(verify(seen, bytes, 280 + round), -1);
+		fill(buf, bytes, 290 + round);
+		ASSERT_EQ(ioctl(gup, PIN_LONGTERM_TEST_READ, &dst), 0);
+		ASSERT_EQ(verify(seen, bytes, 290 + round), -1);
+		ASSERT_EQ(ioctl(gup, PIN_LONGTERM_TEST_STOP), 0);
+		ASSERT_EQ(verify(buf, bytes, 290 + round), -1);
+	}
+
+	close(gup);
+	free(seen);
 	free(out);
 	munmap(buf, bytes);
 }
