@@ -972,6 +972,25 @@ TEST_F(hmm, refault_half_then_remigrate)
 }
 
 /* RELEASE evicts the device memory; the data is all there afterwards. */
+/*
+ * A child sharing @buf (copy-on-write) that checks it is intact, and back
+ * in system memory, after @go is written to, and exits 0 if so.
+ */
+static pid_t sharing_child(char *buf, size_t bytes, unsigned int seed,
+			   int go[2])
+{
+	pid_t pid = fork();
+	char c;
+
+	if (pid)
+		return pid;
+	close(go[1]);
+	if (read(go[0], &c, 1) != 1)
+		_exit(2);
+	_exit(count_in_system(buf, bytes / psize()) == bytes / psize() &&
+	      verify(buf, bytes, seed) == -1 ? 0 : 1);
+}
+
 TEST_F(hmm, release_evicts)
 {
 	unsigned long n = DEFAULT_NPAGES, bytes = n * self->ps;
@@ -998,6 +1017,52 @@ TEST_F(hmm, release_evicts)
 	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
 	ASSERT_EQ(cpages, n);
 	ASSERT_EQ(verify(buf, bytes, 9), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * RELEASE with the pages mapped by two processes (a fork shares them
+ * copy-on-write): each page is evicted once, with both mappings, and
+ * both processes find their data intact in system memory.
+ */
+TEST_F(hmm, release_evicts_pages_shared_by_fork)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	uint64_t cpages;
+	char *buf, *out;
+	int go[2], status;
+	pid_t child;
+
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 19);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+
+	ASSERT_EQ(pipe(go), 0);
+	child = sharing_child(buf, bytes, 19, go);
+	ASSERT_GE(child, 0);
+	close(go[0]);
+	/* Both map the same device pages now: nothing was copied. */
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+	ASSERT_EQ(count_on_device(buf, n), n);
+
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, buf, NULL, n, NULL),
+		  0);
+	ASSERT_EQ(pages_on_unit(self->unit), 0);
+	ASSERT_EQ(write(go[1], "x", 1), 1);
+	close(go[1]);
+	ASSERT_EQ(waitpid(child, &status, 0), child);
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT_EQ(count_in_system(buf, n), n);
+	ASSERT_EQ(verify(buf, bytes, 19), -1);
 
 	free(out);
 	munmap(buf, bytes);
@@ -4666,24 +4731,6 @@ static void module_params(char *params, size_t size)
 					len ? " " : "", names[i], val);
 		fclose(f);
 	}
-}
-
-/*
- * A child sharing @buf (copy-on-write) that checks it is intact after
- * @go is written to, and exits 0 if so.
- */
-static pid_t sharing_child(char *buf, size_t bytes, unsigned int seed,
-			   int go[2])
-{
-	pid_t pid = fork();
-	char c;
-
-	if (pid)
-		return pid;
-	close(go[1]);
-	if (read(go[0], &c, 1) != 1)
-		_exit(2);
-	_exit(verify(buf, bytes, seed) == -1 ? 0 : 1);
 }
 
 /*
