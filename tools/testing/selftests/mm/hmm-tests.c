@@ -2910,6 +2910,48 @@ TEST_F(hmm, longterm_pin_moves_device_pages)
 	munmap(buf, bytes);
 }
 
+/*
+ * A read of /proc/self/mem reaches pages in device memory through
+ * ordinary GUP (access_remote_vm(), as ptrace and process_vm_readv() do):
+ * a device-coherent page is read where it is, a device-private one is
+ * faulted back first.  The data read is intact either way.
+ */
+TEST_F(hmm, proc_mem_read_device_pages)
+{
+	unsigned long n = 16, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	char *buf, *out, *seen;
+	uint64_t cpages;
+	int mem;
+
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	seen = malloc(bytes);
+	ASSERT_NE(seen, NULL);
+	fill(buf, bytes, 285);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+
+	mem = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+	ASSERT_GE(mem, 0);
+	memset(seen, 0, bytes);
+	ASSERT_EQ(pread(mem, seen, bytes, (uintptr_t)buf), (ssize_t)bytes);
+	close(mem);
+	ASSERT_EQ(verify(seen, bytes, 285), -1);
+	ASSERT_EQ(pages_on_unit(self->unit),
+		  before + (self->coherent ? (long)n : 0));
+	ASSERT_EQ(count_on_device(buf, n), self->coherent ? n : 0);
+	ASSERT_EQ(verify(buf, bytes, 285), -1);
+
+	free(seen);
+	free(out);
+	munmap(buf, bytes);
+}
+
 static int sigbus_seen;
 
 static void note_sigbus(int sig)
