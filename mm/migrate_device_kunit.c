@@ -9,6 +9,8 @@
  */
 #include <kunit/test.h>
 #include <linux/highmem.h>
+#include <linux/ioport.h>
+#include <linux/memremap.h>
 #include <linux/migrate.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
@@ -657,6 +659,115 @@ static void mvd_test_thp(struct kunit *test)
 		mvd_expect_user(test, c.addr, base + i, 11);
 }
 
+/* ----- fault_page ----- */
+
+/*
+ * A device-private page for the fault_page of a migration, as the fault path
+ * hands it to migrate_to_ram(): locked and referenced.  Its pgmap lives
+ * until the test ends; nothing ever maps its pages, so they never fault.
+ */
+struct mvd_devmem {
+	struct dev_pagemap pgmap;
+	struct resource *res;
+	struct page *page;
+};
+
+static void mvd_devmem_page_free(struct page *page)
+{
+}
+
+static vm_fault_t mvd_devmem_fault(struct vm_fault *vmf)
+{
+	return VM_FAULT_SIGBUS;
+}
+
+static const struct dev_pagemap_ops mvd_devmem_ops = {
+	.page_free = mvd_devmem_page_free,
+	.migrate_to_ram = mvd_devmem_fault,
+};
+
+static void mvd_devmem_release(void *data)
+{
+	struct mvd_devmem *dm = data;
+
+	if (dm->page) {
+		unlock_page(dm->page);
+		put_page(dm->page);
+	}
+	if (dm->pgmap.nr_range)
+		memunmap_pages(&dm->pgmap);
+	release_mem_region(dm->res->start, resource_size(dm->res));
+}
+
+static struct page *mvd_locked_device_page(struct kunit *test)
+{
+	struct mvd_devmem *dm;
+	void *kaddr;
+
+	dm = kunit_kzalloc(test, sizeof(*dm), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, dm);
+	dm->res = request_free_mem_region(&iomem_resource, SZ_2M,
+					  "migrate_device_kunit");
+	KUNIT_ASSERT_FALSE(test, IS_ERR(dm->res));
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, mvd_devmem_release,
+							dm), 0);
+
+	dm->pgmap.type = MEMORY_DEVICE_PRIVATE;
+	dm->pgmap.range.start = dm->res->start;
+	dm->pgmap.range.end = dm->res->start + SZ_2M - 1;
+	dm->pgmap.nr_range = 1;
+	dm->pgmap.ops = &mvd_devmem_ops;
+	dm->pgmap.owner = dm;
+	kaddr = memremap_pages(&dm->pgmap, numa_node_id());
+	if (IS_ERR_OR_NULL(kaddr))
+		dm->pgmap.nr_range = 0;	/* nothing for the release to unmap */
+	KUNIT_ASSERT_FALSE(test, IS_ERR_OR_NULL(kaddr));
+
+	/* One reference and the page lock, like a migration destination. */
+	dm->page = pfn_to_page(PHYS_PFN(dm->res->start));
+	zone_device_page_init(dm->page);
+	return dm->page;
+}
+
+/*
+ * The page a CPU fault is on need not lie in the range its migrate_to_ram()
+ * migrates (amdkfd migrates a window around the fault that may miss it):
+ * as in 6.12, the range migrates as usual, and fault_page is left alone,
+ * still locked by its caller and with its references as they were.
+ */
+static void mvd_test_fault_page_outside(struct kunit *test)
+{
+	struct page *fault_page = mvd_locked_device_page(test);
+	const unsigned long npages = 4;
+	struct page *new[4];
+	struct mvd_ctx c;
+	unsigned long i;
+	int refs;
+
+	mvd_ctx_init(test, &c, npages, MIGRATE_VMA_SELECT_SYSTEM);
+	mvd_fill_user(test, c.addr, 0, npages, 12);
+	c.mig.fault_page = fault_page;
+	refs = page_ref_count(fault_page);
+
+	mvd_lock(&c);
+	KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+	KUNIT_EXPECT_EQ(test, c.mig.cpages, npages);
+	for (i = 0; i < npages; i++)
+		KUNIT_EXPECT_TRUE(test, c.src[i] & MIGRATE_PFN_MIGRATE);
+	KUNIT_EXPECT_EQ(test, mvd_copy_to_new_pages(test, &c.mig, new), npages);
+	migrate_vma_pages(&c.mig);
+	migrate_vma_finalize(&c.mig);
+	mvd_unlock();
+
+	for (i = 0; i < npages; i++) {
+		mvd_expect_user(test, c.addr, i, 12);
+		KUNIT_EXPECT_PTR_EQ(test, mvd_page_at(c.addr + i * PAGE_SIZE),
+				    new[i]);
+	}
+	KUNIT_EXPECT_TRUE(test, PageLocked(fault_page));
+	KUNIT_EXPECT_EQ(test, page_ref_count(fault_page), refs);
+}
+
 static struct kunit_case mvd_test_cases[] = {
 	KUNIT_CASE_PARAM(mvd_test_bad_args, mvd_bad_args_gen_params),
 	KUNIT_CASE(mvd_test_system_to_system),
@@ -668,6 +779,7 @@ static struct kunit_case mvd_test_cases[] = {
 	KUNIT_CASE(mvd_test_not_selected),
 	KUNIT_CASE(mvd_test_rounding_and_flags),
 	KUNIT_CASE(mvd_test_thp),
+	KUNIT_CASE(mvd_test_fault_page_outside),
 	{}
 };
 

@@ -4,7 +4,8 @@
 Usage: check.py TREE
 
 Scans the whole tree.  In C sources and headers the family's identifiers
-must not appear in code (comments may still speak of them); in Kconfig
+must not appear in code, and in the core kernel's comments nothing may name
+its files, types or entries (COMMENT_NAMES); in Kconfig
 files the removed symbols must not be defined, selected or depended on; in
 Makefiles and documentation no removed file may be referenced.  The only
 places allowed to keep them are the drivers that depend on the family and
@@ -67,7 +68,9 @@ PREFILTER = ["device_private_entry", "device_exclusive", "SWP_DEVICE_", "MEMORY_
              "zone_device_page_init", "migrate_to_ram", "hmm_range", "HMM_PFN_", "hmm_pfn_to",
              "HMM_RANGE_DEFAULT", "MMU_NOTIFY_MIGRATE", "MMU_NOTIFY_EXCLUSIVE",
              "DEVICE_PRIVATE", "HMM_MIRROR", "DEVICE_MIGRATION", "TEST_HMM", "hmm.h", "test_hmm",
-             "hmm.rst", "hmm.c", "migrate_device.c", "hmm-tests"]
+             "hmm.rst", "hmm.c", "migrate_device.c", "hmm-tests", "hmm.txt", "MC_TARGET_DEVICE",
+             "addressable ZONE_DEVICE", "addressable device", "device private", "device-private",
+             "device exclusive", "device-exclusive", "Device private", "Device exclusive"]
 
 KCONFIG_SYMBOLS = r"\b(?:DEVICE_PRIVATE|HMM_MIRROR|DEVICE_MIGRATION|TEST_HMM)\b"
 KCONFIG_CODE = re.compile(r"^\s*(?:config|menuconfig|select|imply|depends on|default|"
@@ -75,6 +78,14 @@ KCONFIG_CODE = re.compile(r"^\s*(?:config|menuconfig|select|imply|depends on|def
 REMOVED_FILES = re.compile(r"(?<![\w/-])(?:mm/hmm\.c|mm/migrate_device\.c|include/linux/hmm\.h|"
                            r"lib/test_hmm\w*\.[ch]|hmm-tests|test_hmm\.sh|mm/hmm\.rst|"
                            r"\bhmm\.o\b|\bmigrate_device\.o\b|\btest_hmm\.o\b)")
+# In the comments of the core kernel (the folded roots of strip.py): what
+# names the family's files, types or entries, or tells of device memory the
+# CPU cannot address.
+CORE_DIRS = ("mm/", "include/linux/", "kernel/", "fs/proc/", "lib/")
+COMMENT_NAMES = re.compile(r"\bhmm\.(?:c|h|txt)\b|include/linux/hmm\b|"
+                           r"\bMEMORY_DEVICE_(?:PRIVATE|COHERENT)\b|\bMC_TARGET_DEVICE\b|"
+                           r"un-?addressable (?:ZONE_DEVICE|device)|"
+                           r"device[ _-](?:private|exclusive) entr", re.I)
 DOC_DIRECTIVE = re.compile(r"^\.\. (?:kernel-doc|include|literalinclude)::.*\bhmm\b|"
                            r"^\s+hmm\s*$|:doc:`[^`]*\bhmm`", re.M)
 
@@ -103,6 +114,9 @@ def hits_in(rel, text):
         for pat in C_SYMBOLS:
             for mo in re.finditer(pat, code):
                 out.append((code.count("\n", 0, mo.start()) + 1, mo.group(0)))
+        if rel.startswith(CORE_DIRS):
+            for mo in COMMENT_NAMES.finditer(text):
+                out.append((text.count("\n", 0, mo.start()) + 1, "comment: " + mo.group(0)))
     elif name.startswith("Kconfig"):
         for mo in KCONFIG_CODE.finditer(text):
             out.append((text.count("\n", 0, mo.start()) + 1, mo.group(0).strip()))

@@ -67,8 +67,9 @@ FALSE_PREDICATES = [
 ]
 
 # Constants that no object carries any more: x == C is false, x != C true.
+# MC_TARGET_DEVICE is memcg v1's charge-moving target for device pages.
 GONE_CONSTANTS = ["MEMORY_DEVICE_PRIVATE", "MEMORY_DEVICE_COHERENT",
-                  "IORES_DESC_DEVICE_PRIVATE_MEMORY"]
+                  "IORES_DESC_DEVICE_PRIVATE_MEMORY", "MC_TARGET_DEVICE"]
 
 # Definitions removed by name, per file.
 DEFINITIONS = {
@@ -108,6 +109,7 @@ DEFINITIONS = {
         "function": ["devm_request_free_mem_region", "request_free_mem_region"],
     },
     "mm/internal.h": {"function": ["migrate_device_coherent_folio"]},
+    "mm/memcontrol-v1.c": {"enum_member": ["MC_TARGET_DEVICE"]},
     "mm/memremap.c": {"function": ["zone_device_page_init"]},
     "include/linux/mmu_notifier.h": {
         "enum_member": ["MMU_NOTIFY_MIGRATE", "MMU_NOTIFY_EXCLUSIVE"],
@@ -121,6 +123,68 @@ DEAD_AFTER_FOLD = {
     "mm/memory.c": ["remove_device_exclusive_entry", "try_restore_exclusive_pte",
                     "restore_exclusive_pte"],
 }
+
+# What folding leaves behind, removed after it, so that the stripped base
+# reads as a kernel that never had the family: comments that speak of it,
+# branches that only served it and now just return, and what only fed the
+# branches.  (file, regex, replacement); each must match.
+AFTER_FOLD_EDITS = [
+    # is_pfn_swap_entry(): the comment lists device memory among its uses
+    ("include/linux/swapops.h",
+     r"^/\*\n \* A pfn swap entry is a special type of swap entry .*\n(?: \*.*\n)*? \*/\n"
+     r"(?=static inline bool is_pfn_swap_entry\()", ""),
+    # memremap_pages(): why device-private memory gets no linear mapping
+    ("mm/memremap.c",
+     r"^\t/\*\n\t \* For device private memory we call add_pages\(\).*\n(?:\t \*.*\n)*?\t \*/\n",
+     ""),
+    # map_pte() and check_pte(): swap PTEs that mapped device memory
+    ("mm/page_vma_mapped.c",
+     r"^\t\} else if \(is_swap_pte\(ptent\)\) \{\n\t\tswp_entry_t entry;\n"
+     r"\t\t/\*\n\t\t \* Handle un-addressable ZONE_DEVICE memory\.\n(?:\t\t \*.*\n)*?\t\t \*/\n"
+     r"\t\tentry = pte_to_swp_entry\(ptent\);\n\t\treturn false;\n"
+     r"(?=\t\} else if \(!pte_present\(ptent\)\) \{\n)", ""),
+    ("mm/page_vma_mapped.c",
+     r"^\t\} else if \(is_swap_pte\(ptent\)\) \{\n\t\tswp_entry_t entry;\n\n"
+     r"\t\t/\* Handle un-addressable ZONE_DEVICE memory \*/\n"
+     r"\t\tentry = pte_to_swp_entry\(ptent\);\n\t\treturn false;\n\n"
+     r"\t\tpfn = swp_offset_pfn\(entry\);\n(?=\t\} else \{\n)", ""),
+    # try_to_migrate_one(): only device pages had a PTE pte_pfn() cannot read
+    ("mm/rmap.c",
+     r"^\t\tif \(folio_is_zone_device\(folio\)\) \{\n\t\t\t/\*\n"
+     r"\t\t\t \* Our PTE is a non-present device exclusive entry and\n(?:\t\t\t \*.*\n)*?"
+     r"\t\t\t \*/\n\t\t\tVM_BUG_ON_FOLIO\(.*\n\t\t\tsubpage = &folio->page;\n"
+     r"\t\t\} else \{\n\t\t\t(subpage = folio_page\(folio, pfn - folio_pfn\(folio\)\);\n)"
+     r"\t\t\}\n", r"\t\t\1"),
+    # copy_pte_range(): copy_nonpresent_pte() no longer restores a present
+    # PTE for the caller to copy (-ENOENT) nor fails to (-EBUSY)
+    ("mm/memory.c",
+     r"^(\t\t\tif \(ret == -EIO\) \{\n\t\t\t\tentry = .*\n\t\t\t\tbreak;\n)"
+     r"\t\t\t\} else if \(ret == -EBUSY\) \{\n\t\t\t\tbreak;\n"
+     r"\t\t\t\} else if \(!ret\) \{\n\t\t\t\tprogress \+= 8;\n\t\t\t\tcontinue;\n\t\t\t\}\n"
+     r"\t\t\tptent = ptep_get\(src_pte\);\n\t\t\tVM_WARN_ON_ONCE\(!pte_present\(ptent\)\);\n\n"
+     r"\t\t\t/\*\n\t\t\t \* Device exclusive entry restored, .*\n(?:\t\t\t \*.*\n)*?\t\t\t \*/\n"
+     r"\t\t\tWARN_ON_ONCE\(ret != -ENOENT\);\n\t\t\}\n",
+     r"\1\t\t\t}\n\t\t\tprogress += 8;\n\t\t\tcontinue;\n\t\t}\n"),
+    # smaps: the sentence about device-private entries
+    ("fs/proc/task_mmu.c",
+     r"(often\"\.) We treat device private entries as being fake-present\.\n", r"\1\n"),
+    # memcg v1 charge moving: the MC_TARGET_DEVICE documentation and the
+    # local that told its case from MC_TARGET_PAGE
+    ("mm/memcontrol-v1.c",
+     r"^ \* \* MC_TARGET_DEVICE - .*\n(?: \*   .*\n)*", ""),
+    ("mm/memcontrol-v1.c",
+     r"^\t\t/\*\n\t\t \* Note their can not be MC_TARGET_DEVICE .*\n(?:\t\t \*.*\n)*?\t\t \*/\n",
+     ""),
+    ("mm/memcontrol-v1.c", r"^\t\tbool device = false;\n", ""),
+    ("mm/memcontrol-v1.c", r"!device && ", ""),
+    ("mm/memcontrol-v1.c", r"^\t\t\tif \(!device\)\n\t(\t\t\tfolio_putback_lru\(folio\);\n)",
+     r"\1"),
+]
+
+# An `#if 0` that unifdef could not take out (IS_ENABLED() of a family
+# macro) and whose contents were all removed: with its empty #else, if any.
+EMPTY_IF0 = re.compile(r"^#\s*if 0\b.*\n(?:[ \t]*\n)*(?:#\s*else\b.*\n(?:[ \t]*\n)*)?"
+                       r"#\s*endif\b.*\n(?:[ \t]*\n)?", re.M)
 
 # Files whose code is folded (every C file that uses a family predicate or
 # constant is found by search; these are the roots searched).
@@ -263,6 +327,21 @@ def fold_family(tree):
         write(path, text)
 
 
+def after_fold(tree):
+    for rel, pattern, repl in AFTER_FOLD_EDITS:
+        path = os.path.join(tree, rel)
+        text = read(path)
+        new, count = re.subn(pattern, repl, text, flags=re.M)
+        if not count:
+            raise ctext.StripError("%s: nothing matched %s" % (rel, pattern))
+        write(path, new)
+    for path in c_files(tree):
+        text = read(path)
+        new = EMPTY_IF0.sub("", text)
+        if new != text:
+            write(path, new)
+
+
 def main():
     if len(sys.argv) != 2 or not os.path.isfile(os.path.join(sys.argv[1], "Makefile")):
         sys.exit("usage: strip.py LINUX_TREE")
@@ -275,6 +354,7 @@ def main():
         drop_definitions(tree, DEFINITIONS)
         fold_family(tree)
         drop_definitions(tree, {k: {"function": v} for k, v in DEAD_AFTER_FOLD.items()})
+        after_fold(tree)
     except ctext.StripError as e:
         sys.exit("strip: %s" % e)
 
