@@ -5,7 +5,9 @@ set -euo pipefail
 
 pkgs=(make gcc git flex bison bc libelf-dev libssl-dev cpio rsync xz-utils
 	qemu-system-x86 busybox-static ccache unifdef python3 python3-docutils python3-ply python3-git
-	python3-matplotlib)
+	python3-matplotlib bash-static libcap-dev libnuma-dev)
+# bash-static: the guest's /bin/bash for run_vmtests.sh; libcap-dev and
+# libnuma-dev: the mm selftests that `make kselftest-install` builds.
 stage "check build dependencies"
 missing=()
 for p in "${pkgs[@]}"; do

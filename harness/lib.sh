@@ -4,6 +4,10 @@
 HARNESS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HARNESS/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
+# The guests' device-coherent memory: QEMU puts 1 GiB of the guests' 4 GiB
+# above 4 GiB; this retypes its first 512 MiB to specific-purpose memory
+# (see run.sh), which test_hmm takes through spm_addr_dev0/1 (harness/suites).
+GUEST_MEMMAP='memmap=512M%0x100000000-1+0xefffffff'
 LOGS=$BUILD/logs
 mkdir -p "$LOGS"
 

@@ -338,7 +338,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: How many test names one problem lists before it says "and N more".
 NAMES_SHOWN = 5
 
-_SECTION_RE = re.compile(r"\[\s*(?:tests\s+(?P<suite>\S+)|(?P<run>[^\s/\]]+/[^\s/\]]+))\s*\]$")
+_SECTION_RE = re.compile(r"\[\s*(?:tests\s+(?P<suite>[^\s=\]]+)(?:\s*=\s*(?P<same>[^\s=\]]+))?"
+                         r"|(?P<run>[^\s/\]]+/[^\s/\]]+))\s*\]$")
 _NUMBER_RE = re.compile(r"[0-9]+")
 
 
@@ -391,7 +392,8 @@ def load_expectations(path: str | Path) -> Expectations:
     text = Path(path).read_text(encoding="utf-8")
     runs: dict[str, dict[str, SuiteExpectation]] = {}
     names: dict[str, list[str]] = {}
-    section: dict[str, SuiteExpectation] | list[str] | None = None
+    aliases: dict[str, tuple[str, int]] = {}  # suite -> (suite it runs the tests of, line)
+    section: dict[str, SuiteExpectation] | list[str] | tuple | None = None
     last: SuiteExpectation | None = None
 
     def error(number: int, message: str) -> ExpectationError:
@@ -411,12 +413,18 @@ def load_expectations(path: str | Path) -> Expectations:
                     raise error(number, f"a second [{header['run']}] section")
                 section = runs[header["run"]] = {}
             else:
-                if header["suite"] in names:
+                if header["suite"] in names or header["suite"] in aliases:
                     raise error(number, f"a second [tests {header['suite']}] section")
-                section = names[header["suite"]] = []
+                if header["same"]:
+                    aliases[header["suite"]] = (header["same"], number)
+                    section = ()
+                else:
+                    section = names[header["suite"]] = []
             last = None
         elif section is None:
             raise error(number, "a line before the first section")
+        elif isinstance(section, tuple):
+            raise error(number, "a [tests SUITE = OTHER] section lists no names of its own")
         elif isinstance(section, list):
             if line in section:
                 raise error(number, f"test {line} listed twice")
@@ -445,6 +453,10 @@ def load_expectations(path: str | Path) -> Expectations:
                                     f"is more than {tests} tests")
             last = section[name] = SuiteExpectation(name, tests, passed, skipped, line=number)
 
+    for suite, (same, number) in aliases.items():
+        if same not in names:
+            raise error(number, f"[tests {suite} = {same}]: no [tests {same}] list")
+        names[suite] = names[same]
     for run, suites in runs.items():
         for suite in suites.values():
             listed = sum(suite.skips.values())
@@ -559,7 +571,11 @@ def format_expectations(reports: list[dict]) -> list[str]:
             lines.append(f"# this run had {len(report['problems'])} problem(s): review it")
         lines.append("")
     for suite, tests in names.items():
-        lines += [f"[tests {suite}]", *tests, ""]
+        same = next((other for other, its in names.items() if its == tests), suite)
+        if same != suite:
+            lines += [f"[tests {suite} = {same}]", ""]
+        else:
+            lines += [f"[tests {suite}]", *tests, ""]
     return lines[:-1] if lines and not lines[-1] else lines
 
 
