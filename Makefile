@@ -6,7 +6,7 @@ H := harness
 VARIANT ?= default
 THP ?= always
 
-.PHONY: all test bench deps base strip assemble export series apply bisect-build build run guest host-check clean help
+.PHONY: all test bench stress fuzz deps base strip assemble export series apply bisect-build build run guest host-check clean help
 
 all:
 	@$(H)/pipeline.sh main
@@ -18,6 +18,14 @@ test:
 # under build/bench.  BENCH_ROUNDS=5 BENCH_ICOUNT_ROUNDS=2 BENCH_ARGS='...'
 bench:
 	@$(H)/bench.sh
+
+# The long forms of the stress and fuzz tests (make test runs short ones), in
+# VARIANT=debug unless given: STRESS_SECONDS=600, FUZZ_CALLS=1000000 ...
+stress:
+	@$(H)/stress.sh stress $(if $(filter command line,$(origin VARIANT)),$(VARIANT),debug)
+
+fuzz:
+	@$(H)/stress.sh fuzz $(if $(filter command line,$(origin VARIANT)),$(VARIANT),debug)
 
 deps:
 	@$(H)/deps.sh
