@@ -330,6 +330,7 @@ static void *mapper(void *arg)
 	return NULL;
 }
 
+/* Pages the device at @node holds; -2 if it does not exist, -1 if unreadable. */
 static long pages_used(const char *node)
 {
 	char path[128];
@@ -338,7 +339,7 @@ static long pages_used(const char *node)
 	FILE *f;
 
 	if (stat(node, &st))
-		return -1;
+		return -2;
 	snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/pages_used",
 		 major(st.st_rdev), minor(st.st_rdev));
 	f = fopen(path, "r");
@@ -425,8 +426,8 @@ int main(int argc, char **argv)
 
 		snprintf(node, sizeof(node), "/dev/hmm_dmirror%lu", i);
 		used = pages_used(node);
-		if (used > 0) {
-			printf("# %s: %ld pages still used\n", node, used);
+		if (used > 0 || used == -1) {
+			printf("# %s: %ld pages still used (-1: unreadable)\n", node, used);
 			fail = 1;
 		}
 	}

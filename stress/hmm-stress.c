@@ -186,23 +186,52 @@ static void device_check(struct worker *w, int dev, unsigned long first,
 	check(w, w->buf, first, n, "device read");
 }
 
-/* A child checks the whole region as it was at fork() and exits. */
+/*
+ * A child checks the whole region as it was at fork(), then overwrites it,
+ * which breaks copy-on-write of every page, device-private ones included
+ * (they went read-only in both processes at fork()); meanwhile the parent
+ * rewrites half of it.  Neither may see the other's writes.
+ */
 static void fork_and_check(struct worker *w)
 {
-	pid_t pid = fork();
-	int status;
+	int go[2], status;
+	unsigned long i;
+	pid_t pid;
 
-	if (pid < 0)
+	if (pipe(go))
 		return;
+	pid = fork();
+	if (pid < 0) {
+		close(go[0]);
+		close(go[1]);
+		return;
+	}
 	if (pid == 0) {
 		unsigned long before = atomic_load(&counts->failures);
+		char c;
 
+		close(go[1]);
 		check(w, w->mem, 0, NPAGES, "child read");
+		for (i = 0; i < NPAGES; i++)
+			memset(w->mem + i * PAGE, 0xc5, PAGE);
+		if (read(go[0], &c, 1) != 1)	/* the parent has written */
+			_exit(1);
+		for (i = 0; i < NPAGES * PAGE; i++)
+			if (w->mem[i] != (char)0xc5) {
+				fail(w, "child sees a write of its parent", i / PAGE);
+				break;
+			}
 		_exit(atomic_load(&counts->failures) != before);
 	}
+	close(go[0]);
+	cpu_write(w, 0, NPAGES / 2);
+	if (write(go[1], "", 1) != 1)
+		fail(w, "pipe", 0);
+	close(go[1]);
 	waitpid(pid, &status, 0);
 	if (!WIFEXITED(status))
 		fail(w, "child died", 0);
+	check(w, w->mem, 0, NPAGES, "parent read after the child wrote");
 	atomic_fetch_add(&counts->forks, 1);
 }
 
@@ -239,8 +268,12 @@ static void *work(void *arg)
 				atomic_fetch_add(&counts->migrations, 1);
 			break;
 		case 8:
-			/* exclusive for the device; the next CPU write revokes */
-			dmirror(w, dev, HMM_DMIRROR_EXCLUSIVE, first, n);
+			/*
+			 * Exclusive for the device, which reads the pages as it
+			 * takes them; the next CPU write revokes it.
+			 */
+			if (!dmirror(w, dev, HMM_DMIRROR_EXCLUSIVE, first, n))
+				check(w, w->buf, first, n, "exclusive read");
 			break;
 		case 9:
 			madvise(w->mem + first * PAGE, n * PAGE, MADV_DONTNEED);
@@ -328,6 +361,7 @@ static void run_process(unsigned int seed, unsigned int nthreads)
 		pthread_join(threads[i], NULL);
 }
 
+/* Pages device @i holds; -2 if it does not exist, -1 if unreadable. */
 static long pages_used(int i)
 {
 	char node[32], path[128];
@@ -337,7 +371,7 @@ static long pages_used(int i)
 
 	snprintf(node, sizeof(node), "/dev/hmm_dmirror%d", i);
 	if (stat(node, &st))
-		return -1;
+		return -2;
 	snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/pages_used",
 		 major(st.st_rdev), minor(st.st_rdev));
 	f = fopen(path, "r");
@@ -403,8 +437,9 @@ int main(int argc, char **argv)
 
 	for (i = 0; i < MAX_DEVS; i++) {
 		used = pages_used(i);
-		if (used > 0) {
-			printf("# /dev/hmm_dmirror%u: %ld pages still used\n", i, used);
+		if (used > 0 || used == -1) {
+			printf("# /dev/hmm_dmirror%u: %ld pages still used (-1: unreadable)\n",
+			       i, used);
 			failed = 1;
 		}
 	}

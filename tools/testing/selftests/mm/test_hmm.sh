@@ -54,7 +54,9 @@ check_requirements() {
 
 # run_smoke [SPM_ADDR_DEV0 SPM_ADDR_DEV1]: the verdict as the exit status.
 run_smoke() {
-	local params=() ours=0 rc
+	local params=() ours=0 rc limit=
+
+	command -v timeout >/dev/null 2>&1 && limit="timeout 300"
 
 	if [ $# -eq 2 ]; then
 		params=("spm_addr_dev0=$1" "spm_addr_dev1=$2")
@@ -76,7 +78,9 @@ run_smoke() {
 	rc=$?
 	[ $rc -eq 0 ] || echo "$0: hmm-tests exited with status $rc"
 
-	if [ $ours -eq 1 ] && ! modprobe -r $module; then
+	# Unloading waits for every device page to come back: a page the
+	# kernel leaked would hang it, so give it a time limit when possible.
+	if [ $ours -eq 1 ] && ! $limit modprobe -r $module; then
 		echo "$0: FAIL: modprobe -r $module failed"
 		rc=1
 	fi
