@@ -31,13 +31,13 @@
 #include <unistd.h>
 
 #include <lib/test_hmm_uapi.h>
+#include "dmirror.h"
 
 #define PAGE		4096UL
 #define SLOTS		16
 #define SLOT_MAX	(4UL << 20)	/* the largest mapping a slot holds */
 #define BUF_PAGES	64		/* pages of each thread's data buffer */
 #define BAD_SIZE	(1UL << 30)	/* PROT_NONE: a ptr that always faults */
-#define MAX_DEVS	4
 #define MAX_THREADS	32
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -72,7 +72,7 @@ static const int allowed_errno[] = {
 };
 
 static struct slot slots[SLOTS];
-static int devs[MAX_DEVS], ndevs;
+static int devs[DMIRROR_MAX], ndevs;
 static char *bad_ptr;
 static atomic_int stop;
 static atomic_ulong ncalls, nok, nunexpected, nforks;
@@ -330,34 +330,13 @@ static void *mapper(void *arg)
 	return NULL;
 }
 
-/* Pages the device at @node holds; -2 if it does not exist, -1 if unreadable. */
-static long pages_used(const char *node)
-{
-	char path[128];
-	struct stat st;
-	long used = -1;
-	FILE *f;
-
-	if (stat(node, &st))
-		return -2;
-	snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/pages_used",
-		 major(st.st_rdev), minor(st.st_rdev));
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &used) != 1)
-		used = -1;
-	fclose(f);
-	return used;
-}
-
 int main(int argc, char **argv)
 {
 	unsigned long calls = 20000, i;
 	unsigned int seed = 1, nthreads = 4, s;
 	pthread_t threads[MAX_THREADS], map_thread;
 	static struct fuzzer_arg fargs[MAX_THREADS];
-	char node[32], *reserve;
+	char *reserve;
 	int opt, fail = 0;
 
 	while ((opt = getopt(argc, argv, "s:n:t:")) != -1) {
@@ -381,12 +360,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	printf("TAP version 13\n1..1\n");
-	for (i = 0; i < MAX_DEVS; i++) {
-		snprintf(node, sizeof(node), "/dev/hmm_dmirror%lu", i);
-		devs[ndevs] = open(node, O_RDWR);
-		if (devs[ndevs] >= 0)
-			ndevs++;
-	}
+	ndevs = dmirror_open_all(devs);
 	if (ndevs < 2) {
 		printf("not ok 1 hmm-fuzz # no test_hmm devices (is test_hmm loaded?)\n");
 		return 1;
@@ -421,16 +395,7 @@ int main(int argc, char **argv)
 	/* With every mapping gone, no device may hold a page. */
 	for (i = 0; i < SLOTS; i++)
 		unmap_slot(&slots[i]);
-	for (i = 0; i < MAX_DEVS; i++) {
-		long used;
-
-		snprintf(node, sizeof(node), "/dev/hmm_dmirror%lu", i);
-		used = pages_used(node);
-		if (used > 0 || used == -1) {
-			printf("# %s: %ld pages still used (-1: unreadable)\n", node, used);
-			fail = 1;
-		}
-	}
+	fail = dmirror_any_used();
 	for (i = 0; i < (unsigned long)ndevs; i++)
 		close(devs[i]);
 

@@ -35,10 +35,10 @@
 #include <unistd.h>
 
 #include <lib/test_hmm_uapi.h>
+#include "dmirror.h"
 
 #define PAGE		4096UL
 #define NPAGES		512		/* pages per thread: one PMD */
-#define MAX_DEVS	4
 #define MAX_THREADS	64
 
 struct counts {
@@ -46,7 +46,7 @@ struct counts {
 };
 
 static struct counts *counts;	/* shared by all processes */
-static int devs[MAX_DEVS], ndevs;
+static int devs[DMIRROR_MAX], ndevs;
 static time_t deadline;
 
 struct worker {
@@ -298,21 +298,6 @@ static void *work(void *arg)
 	return NULL;
 }
 
-static int open_devices(void)
-{
-	char node[32];
-	int i;
-
-	ndevs = 0;
-	for (i = 0; i < MAX_DEVS; i++) {
-		snprintf(node, sizeof(node), "/dev/hmm_dmirror%d", i);
-		devs[ndevs] = open(node, O_RDWR);
-		if (devs[ndevs] >= 0)
-			ndevs++;
-	}
-	return ndevs;
-}
-
 static char *map_region(void)
 {
 	size_t len = NPAGES * PAGE;
@@ -336,7 +321,8 @@ static void run_process(unsigned int seed, unsigned int nthreads)
 	pthread_t threads[MAX_THREADS];
 	unsigned int i;
 
-	if (open_devices() < 2) {
+	ndevs = dmirror_open_all(devs);
+	if (ndevs < 2) {
 		fprintf(stderr, "# pid %d: fewer than two devices\n", getpid());
 		atomic_fetch_add(&counts->failures, 1);
 		return;
@@ -361,33 +347,10 @@ static void run_process(unsigned int seed, unsigned int nthreads)
 		pthread_join(threads[i], NULL);
 }
 
-/* Pages device @i holds; -2 if it does not exist, -1 if unreadable. */
-static long pages_used(int i)
-{
-	char node[32], path[128];
-	struct stat st;
-	long used = -1;
-	FILE *f;
-
-	snprintf(node, sizeof(node), "/dev/hmm_dmirror%d", i);
-	if (stat(node, &st))
-		return -2;
-	snprintf(path, sizeof(path), "/sys/dev/char/%u:%u/pages_used",
-		 major(st.st_rdev), minor(st.st_rdev));
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &used) != 1)
-		used = -1;
-	fclose(f);
-	return used;
-}
-
 int main(int argc, char **argv)
 {
 	unsigned int seconds = 20, nprocs = 2, nthreads = 4, seed = 1, i;
 	int opt, failed = 0, status;
-	long used;
 
 	while ((opt = getopt(argc, argv, "d:p:t:s:")) != -1) {
 		switch (opt) {
@@ -435,14 +398,7 @@ int main(int argc, char **argv)
 		if (!WIFEXITED(status) || WEXITSTATUS(status))
 			failed = 1;
 
-	for (i = 0; i < MAX_DEVS; i++) {
-		used = pages_used(i);
-		if (used > 0 || used == -1) {
-			printf("# /dev/hmm_dmirror%u: %ld pages still used (-1: unreadable)\n",
-			       i, used);
-			failed = 1;
-		}
-	}
+	failed |= dmirror_any_used();
 	printf("# %u s, %u processes x %u threads: %lu operations, %lu migrations, "
 	       "%lu evictions, %lu forks, %lu busy, %lu MiB checked, %lu failures\n",
 	       seconds, nprocs, nthreads, atomic_load(&counts->ops),
