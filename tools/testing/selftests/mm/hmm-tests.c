@@ -22,6 +22,11 @@
  * writes without faulting, and the next CPU access takes the page back,
  * which HMM_DMIRROR_CHECK_EXCLUSIVE reports (0 once none is left).
  *
+ * Device pages also meet the rest of mm: mremap(), MADV_FREE, mlock(),
+ * PROT_NONE, userfaultfd, memory cgroup charges, KSM, hugetlbfs,
+ * process_vm_readv(), and migrations racing fork(), exit, UFFDIO_MOVE and
+ * a second device.
+ *
  * Device memory in use is read from the driver's sysfs counter
  * /sys/dev/char/<major>:<minor>/pages_used of the device node.
  *
@@ -49,7 +54,9 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
+#include <linux/userfaultfd.h>
 
 /* Private interfaces of test drivers; found through -I <kernel tree>. */
 #include <lib/test_hmm_uapi.h>
@@ -4740,6 +4747,1121 @@ TEST_F(hmm, exclusive_twice)
 out:
 	free(out);
 	free(in);
+}
+
+/* ---------------------------------------------------------------------------
+ * Device pages under other mm features
+ *
+ * What the rest of mm does to a range while its pages are in device
+ * memory: move and grow it, lazily free, lock, register it with
+ * userfaultfd, charge it to a memory cgroup, merge it with KSM, read it
+ * from another process's point of view.  Each test knows where every page
+ * must be afterwards, and that nothing is left on the device at the end.
+ */
+
+/*
+ * mremap() moves device pages with their range: the page table entries
+ * move as they are, nothing is migrated or freed, and the data is found at
+ * the new address, by the device and by the CPU.
+ */
+TEST_F(hmm, mremap_move_device_pages)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *dst, *out;
+	uint64_t cpages;
+
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	/* Where the range moves to. */
+	dst = map_anon(bytes, PROT_NONE, MAP_PRIVATE);
+	ASSERT_NE(dst, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 600);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+
+	ASSERT_EQ(mremap(buf, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
+			 dst), dst);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+	ASSERT_EQ(count_on_device(dst, n), n);
+
+	memset(out, 0, bytes);
+	ASSERT_EQ(dev_read(self->fd, dst, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(verify(out, bytes, 600), -1);
+	ASSERT_EQ(count_on_device(dst, n), n);
+
+	ASSERT_EQ(verify(dst, bytes, 600), -1);
+	ASSERT_EQ(count_on_device(dst, n), self->coherent ? n : 0);
+	ASSERT_EQ(pages_on_unit(self->unit),
+		  before + (self->coherent ? (long)n : 0));
+
+	ASSERT_EQ(munmap(dst, bytes), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	free(out);
+}
+
+/*
+ * Growing a range keeps its device pages, in place and when the grown
+ * range has to move; the added part is empty and migrates as zero pages.
+ */
+TEST_F(hmm, mremap_grow_device_range)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	char *buf, *dst, *out;
+	uint64_t cpages;
+
+	ASSERT_GE(before, 0);
+	/* Room to grow in place: the second half is unmapped again. */
+	buf = map_anon(2 * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(munmap(buf + bytes, bytes), 0);
+	dst = map_anon(3 * bytes, PROT_NONE, MAP_PRIVATE);
+	ASSERT_NE(dst, MAP_FAILED);
+	out = malloc(2 * bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 605);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+
+	ASSERT_EQ(mremap(buf, bytes, 2 * bytes, 0), buf);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+	ASSERT_EQ(count_on_device(buf, n), n);
+	ASSERT_EQ(count_pagemap(buf + bytes, n, PM_PRESENT | PM_SWAP, 0), n);
+	memset(out, 0xff, bytes);
+	ASSERT_EQ(to_device(self->fd, buf + bytes, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_TRUE(all_zero(out, bytes));
+	ASSERT_EQ(pages_on_unit(self->unit), before + 2 * (long)n);
+
+	/* Grow again, into a place the range must move to. */
+	ASSERT_EQ(mremap(buf, 2 * bytes, 3 * bytes,
+			 MREMAP_MAYMOVE | MREMAP_FIXED, dst), dst);
+	ASSERT_EQ(pages_on_unit(self->unit), before + 2 * (long)n);
+	ASSERT_EQ(count_on_device(dst, 2 * n), 2 * n);
+	ASSERT_EQ(count_pagemap(dst + 2 * bytes, n, PM_PRESENT | PM_SWAP, 0),
+		  n);
+	ASSERT_EQ(verify(dst, bytes, 605), -1);
+	ASSERT_TRUE(all_zero(dst + bytes, 2 * bytes));
+
+	ASSERT_EQ(munmap(dst, 3 * bytes), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	free(out);
+}
+
+/*
+ * MADV_FREE leaves pages in device memory alone, as 6.12 does: they are
+ * not system pages that reclaim could drop, so their data stays.
+ */
+TEST_F(hmm, madv_free_keeps_device_pages)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	uint64_t cpages;
+	char *buf, *out;
+
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 610);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+
+	ASSERT_EQ(madvise(buf, bytes, MADV_FREE), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+	ASSERT_EQ(count_on_device(buf, n), n);
+	ASSERT_EQ(verify(buf, bytes, 610), -1);
+	ASSERT_EQ(count_on_device(buf, n), self->coherent ? n : 0);
+
+	ASSERT_EQ(munmap(buf, bytes), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	free(out);
+}
+
+/*
+ * mlock() does not keep pages from migrating to the device (6.12 ignores
+ * VM_LOCKED there too).  mlock() of a range whose pages are on the device
+ * populates it: device-private pages are faulted back, device-coherent
+ * ones, which the CPU maps, stay.
+ */
+TEST_F(hmm, mlocked_range)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	uint64_t cpages;
+	char *buf, *out;
+
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	ASSERT_EQ(mlock(buf, bytes), 0);
+	fill(buf, bytes, 620);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(verify(out, bytes, 620), -1);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+	ASSERT_EQ(count_on_device(buf, n), n);
+	ASSERT_EQ(verify(buf, bytes, 620), -1);
+	ASSERT_EQ(count_on_device(buf, n), self->coherent ? n : 0);
+
+	if (!self->coherent) {
+		ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+		ASSERT_EQ(cpages, n);
+	}
+	ASSERT_EQ(mlock(buf, bytes), 0);
+	ASSERT_EQ(count_on_device(buf, n), self->coherent ? n : 0);
+	ASSERT_EQ(count_in_system(buf, n), self->coherent ? 0 : n);
+	ASSERT_EQ(pages_on_unit(self->unit),
+		  before + (self->coherent ? (long)n : 0));
+	ASSERT_EQ(verify(buf, bytes, 620), -1);
+
+	ASSERT_EQ(munlock(buf, bytes), 0);
+	ASSERT_EQ(munmap(buf, bytes), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	free(out);
+}
+
+/*
+ * mprotect(PROT_NONE) over pages in device memory: they stay there, a
+ * CPU access gets SIGSEGV and a device access -EFAULT, as on 6.12.  Made
+ * accessible again, the data is all there.
+ */
+TEST_F(hmm, prot_none_device_pages)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	uint64_t cpages;
+	char *buf, *out;
+	pid_t pid;
+
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 740);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+
+	ASSERT_EQ(mprotect(buf, bytes, PROT_NONE), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+	ASSERT_EQ(count_on_device(buf, n), n);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		touch_read(buf + self->ps);
+		_exit(0);
+	}
+	ASSERT_EQ(reap(pid), 128 + SIGSEGV);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, NULL), -EFAULT);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+	ASSERT_EQ(count_on_device(buf, n), n);
+
+	ASSERT_EQ(mprotect(buf, bytes, PROT_READ | PROT_WRITE), 0);
+	ASSERT_EQ(verify(buf, bytes, 740), -1);
+	fill(buf, bytes, 741);
+	ASSERT_EQ(verify(buf, bytes, 741), -1);
+
+	ASSERT_EQ(munmap(buf, bytes), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	free(out);
+}
+
+/*
+ * A userfaultfd with the API @features, or -errno if the kernel has no
+ * userfaultfd, or not with those features.
+ */
+static int uffd_open(uint64_t features)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
+	int uffd, err;
+
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0)
+		return -errno;
+	if (ioctl(uffd, UFFDIO_API, &api)) {
+		err = -errno;
+		close(uffd);
+		return err;
+	}
+	return uffd;
+}
+
+/* Register [addr, addr + bytes) for missing-page faults; 0 or -errno. */
+static int uffd_register_missing(int uffd, void *addr, size_t bytes)
+{
+	struct uffdio_register reg = {
+		.range	= { .start = (uintptr_t)addr, .len = bytes },
+		.mode	= UFFDIO_REGISTER_MODE_MISSING,
+	};
+
+	return ioctl(uffd, UFFDIO_REGISTER, &reg) ? -errno : 0;
+}
+
+/* True if the userfaultfd has no event queued. */
+static bool uffd_quiet(int uffd)
+{
+	struct uffd_msg msg;
+
+	return read(uffd, &msg, sizeof(msg)) < 0 && errno == EAGAIN;
+}
+
+/*
+ * A range registered with userfaultfd for missing pages: its populated
+ * pages migrate; its missing ones are the process's to fill, so migration
+ * does not fill them and the device's command reports them missing
+ * (-ENOENT), as on 6.12, without raising a userfault.  A page the process
+ * fills with UFFDIO_COPY then migrates.
+ */
+TEST_F(hmm, userfaultfd_missing_range)
+{
+	unsigned long n = 32, h = n / 2, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	struct uffdio_copy copy;
+	char *buf, *out, *src;
+	uint64_t cpages;
+	int uffd;
+
+	uffd = uffd_open(0);
+	if (uffd < 0)
+		SKIP(return, "no userfaultfd: %s", strerror(-uffd));
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, bytes, MADV_NOHUGEPAGE), 0);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	src = map_anon(self->ps, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(src, MAP_FAILED);
+	fill(buf, h * self->ps, 630);
+	ASSERT_EQ(uffd_register_missing(uffd, buf, bytes), 0);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, NULL), -ENOENT);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)h);
+	ASSERT_EQ(count_on_device(buf, h), h);
+	ASSERT_EQ(count_pagemap(buf + h * self->ps, n - h,
+				PM_PRESENT | PM_SWAP, 0), n - h);
+	ASSERT_TRUE(uffd_quiet(uffd));
+
+	fill(src, self->ps, 631);
+	copy = (struct uffdio_copy) {
+		.dst	= (uintptr_t)(buf + h * self->ps),
+		.src	= (uintptr_t)src,
+		.len	= self->ps,
+	};
+	ASSERT_EQ(ioctl(uffd, UFFDIO_COPY, &copy), 0);
+	ASSERT_EQ(copy.copy, (int64_t)self->ps);
+	ASSERT_EQ(to_device(self->fd, buf + h * self->ps, out, 1, &cpages), 0);
+	ASSERT_EQ(cpages, 1);
+	ASSERT_EQ(verify(out, self->ps, 631), -1);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)h + 1);
+
+	ASSERT_EQ(verify(buf, h * self->ps, 630), -1);
+	ASSERT_EQ(verify(buf + h * self->ps, self->ps, 631), -1);
+	ASSERT_TRUE(uffd_quiet(uffd));
+
+	close(uffd);
+	ASSERT_EQ(munmap(buf, bytes), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	munmap(src, self->ps);
+	free(out);
+}
+
+#define CGROUP2_ROOT	"/sys/fs/cgroup"
+
+/* Write @val to the file @path; 0 or -errno. */
+static int write_file(const char *path, const char *val)
+{
+	ssize_t len = strlen(val), ret;
+	int fd, err = 0;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = write(fd, val, len);
+	if (ret != len)
+		err = ret < 0 ? -errno : -EIO;
+	close(fd);
+	return err;
+}
+
+/* The number in the file @path, or -1. */
+static long read_long_file(const char *path)
+{
+	long val = -1;
+	FILE *f;
+
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &val) != 1)
+		val = -1;
+	fclose(f);
+	return val;
+}
+
+/* Does the file @path hold the word @word? */
+static bool file_has_word(const char *path, const char *word)
+{
+	char w[64];
+	bool found = false;
+	FILE *f;
+
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	while (!found && fscanf(f, "%63s", w) == 1)
+		found = !strcmp(w, word);
+	fclose(f);
+	return found;
+}
+
+/* memory.current of the cgroup directory @cg, in bytes, or -1. */
+static long memcg_current(const char *cg)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/memory.current", cg);
+	return read_long_file(path);
+}
+
+/*
+ * The memory cgroup charge of a page moves with its data: migrating a
+ * range to the device and back leaves memory.current of the process's
+ * cgroup where it was, and freeing the range on the device uncharges it.
+ * (Per-CPU charge batching makes memory.current move by up to 64 pages a
+ * CPU on its own: the slack.)
+ */
+TEST_F(hmm, memcg_charge_follows_migration)
+{
+	unsigned long n = 2048, bytes = n * self->ps, slack = 512 * self->ps;
+	long before = pages_on_unit(self->unit);
+	long c0, c1, c2, c3;
+	char cg[64], procs[96];
+	uint64_t cpages;
+	char *buf, *out;
+
+	if (!file_has_word(CGROUP2_ROOT "/cgroup.controllers", "memory"))
+		SKIP(return, "no cgroup2 memory controller at " CGROUP2_ROOT);
+	ASSERT_GE(before, 0);
+	/* The test's own memory is charged before it measures. */
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	/* Not zero: the compiler may turn malloc() + zeroing into calloc(). */
+	memset(out, 0xff, bytes);
+	ASSERT_EQ(write_file(CGROUP2_ROOT "/cgroup.subtree_control", "+memory"),
+		  0);
+	snprintf(cg, sizeof(cg), CGROUP2_ROOT "/hmm-tests-%d", getpid());
+	snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg);
+	ASSERT_EQ(mkdir(cg, 0755), 0);
+	ASSERT_EQ(write_file(procs, "0"), 0);
+
+	c0 = memcg_current(cg);
+	ASSERT_GE(c0, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, bytes, MADV_NOHUGEPAGE), 0);
+	fill(buf, bytes, 640);
+	c1 = memcg_current(cg);
+	ASSERT_GE(c1 - c0, (long)(bytes - slack));
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
+	c2 = memcg_current(cg);
+	ASSERT_LE(labs(c2 - c1), (long)slack)
+		TH_LOG("memory.current %ld before migrating, %ld after", c1, c2);
+
+	ASSERT_EQ(to_system(self->fd, buf, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	c3 = memcg_current(cg);
+	ASSERT_LE(labs(c3 - c1), (long)slack)
+		TH_LOG("memory.current %ld on the device, %ld back", c2, c3);
+	ASSERT_EQ(verify(buf, bytes, 640), -1);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(munmap(buf, bytes), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	c3 = memcg_current(cg);
+	ASSERT_LE(c3, c0 + (long)slack)
+		TH_LOG("memory.current %ld with nothing mapped, %ld at first",
+		       c3, c0);
+
+	ASSERT_EQ(write_file(CGROUP2_ROOT "/cgroup.procs", "0"), 0);
+	ASSERT_EQ(rmdir(cg), 0);
+	free(out);
+}
+
+#define KSM_DIR		"/sys/kernel/mm/ksm"
+
+/*
+ * KSM-merged pages stay in system memory (src 0, a documented difference
+ * from 6.12, which moved a merged page to the device where KSM cannot
+ * compare it): the device's command reports them missing, the others
+ * migrate, and the merged pages keep their data.  A CPU write unmerges a
+ * page (COW), which then migrates like any other.
+ */
+TEST_F(hmm, ksm_merged_pages_stay)
+{
+	unsigned long n = 8, merged = 4, bytes = n * self->ps, i;
+	long before = pages_on_unit(self->unit);
+	long run, sleep_ms, to_scan, merging = -1;
+	uint64_t cpages;
+	char *buf, *out;
+	char val[32];
+	int tries;
+
+	run = read_long_file(KSM_DIR "/run");
+	sleep_ms = read_long_file(KSM_DIR "/sleep_millisecs");
+	to_scan = read_long_file(KSM_DIR "/pages_to_scan");
+	if (run < 0 || sleep_ms < 0 || to_scan < 0 ||
+	    access("/proc/self/ksm_merging_pages", R_OK))
+		SKIP(return, "the kernel has no KSM");
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, bytes, MADV_NOHUGEPAGE), 0);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	/* The first pages are alike, the others all different. */
+	for (i = 0; i < n; i++)
+		fill(buf + i * self->ps, self->ps, i < merged ? 650 : 651 + i);
+	ASSERT_EQ(madvise(buf, bytes, MADV_MERGEABLE), 0);
+
+	ASSERT_EQ(write_file(KSM_DIR "/sleep_millisecs", "10"), 0);
+	ASSERT_EQ(write_file(KSM_DIR "/pages_to_scan", "1000"), 0);
+	ASSERT_EQ(write_file(KSM_DIR "/run", "1"), 0);
+	for (tries = 0; tries < 600; tries++) {
+		merging = read_long_file("/proc/self/ksm_merging_pages");
+		if (merging >= (long)merged)
+			break;
+		usleep(100000);
+	}
+	snprintf(val, sizeof(val), "%ld", run);
+	ASSERT_EQ(write_file(KSM_DIR "/run", val), 0);
+	snprintf(val, sizeof(val), "%ld", sleep_ms);
+	ASSERT_EQ(write_file(KSM_DIR "/sleep_millisecs", val), 0);
+	snprintf(val, sizeof(val), "%ld", to_scan);
+	ASSERT_EQ(write_file(KSM_DIR "/pages_to_scan", val), 0);
+	ASSERT_EQ(merging, (long)merged)
+		TH_LOG("KSM merged %ld pages in 60 s", merging);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, NULL), -ENOENT);
+	ASSERT_EQ(pages_on_unit(self->unit), before + (long)(n - merged));
+	ASSERT_EQ(count_in_system(buf, merged), merged);
+	ASSERT_EQ(count_on_device(buf + merged * self->ps, n - merged),
+		  n - merged);
+	for (i = 0; i < n; i++)
+		ASSERT_EQ(verify(buf + i * self->ps, self->ps,
+				 i < merged ? 650 : 651 + i), -1);
+
+	fill(buf, self->ps, 649);
+	ASSERT_EQ(to_device(self->fd, buf, out, 1, &cpages), 0);
+	ASSERT_EQ(cpages, 1);
+	ASSERT_EQ(verify(out, self->ps, 649), -1);
+	for (i = 1; i < merged; i++)
+		ASSERT_EQ(verify(buf + i * self->ps, self->ps, 650), -1);
+	ASSERT_EQ(verify(buf, self->ps, 649), -1);
+
+	ASSERT_EQ(munmap(buf, bytes), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	free(out);
+}
+
+/*
+ * hugetlbfs memory cannot migrate to or from device memory: both commands
+ * fail with migrate_vma_setup()'s -EINVAL and leave the memory as it was;
+ * the device still reads it in place.
+ */
+TEST_F(hmm, migrate_hugetlbfs_refused)
+{
+	long hsize = meminfo_value("Hugepagesize:") * 1024;
+	long before = pages_on_unit(self->unit);
+	struct hmm_dmirror_cmd cmd;
+	unsigned long bytes, n;
+	char *buf, *out;
+
+	if (hsize <= 0 || meminfo_value("HugePages_Free:") < 1)
+		SKIP(return, "no free hugetlbfs page");
+	bytes = hsize;
+	n = bytes / self->ps;
+	buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (buf == MAP_FAILED)
+		SKIP(return, "cannot map a hugetlbfs page");
+	ASSERT_GE(before, 0);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 660);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, NULL), -EINVAL);
+	ASSERT_EQ(to_system(self->fd, buf, n, NULL), -EINVAL);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	ASSERT_EQ(count_in_system(buf, n), n);
+	ASSERT_EQ(verify(buf, bytes, 660), -1);
+	memset(out, 0, bytes);
+	ASSERT_EQ(dev_read(self->fd, buf, out, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(verify(out, bytes, 660), -1);
+
+	free(out);
+	munmap(buf, bytes);
+}
+
+/*
+ * process_vm_readv() and process_vm_writev() reach device pages through
+ * GUP like /proc/PID/mem: device-private pages are faulted back first,
+ * device-coherent ones are read and written in place.
+ */
+TEST_F(hmm, process_vm_rw_device_pages)
+{
+	unsigned long n = 16, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	struct iovec local, remote;
+	char *buf, *buf2, *out;
+	uint64_t cpages;
+	char probe = 1;
+
+	/* Kernels built without CROSS_MEMORY_ATTACH have no such calls. */
+	local = (struct iovec) { .iov_base = &probe, .iov_len = 1 };
+	if (process_vm_readv(getpid(), &local, 1, &local, 1, 0) != 1)
+		SKIP(return, "no process_vm_readv(): %s", strerror(errno));
+	ASSERT_GE(before, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	buf2 = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf2, MAP_FAILED);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 670);
+	memset(buf2, 0, bytes);
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(to_device(self->fd, buf2, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(pages_on_unit(self->unit), before + 2 * (long)n);
+
+	memset(out, 0, bytes);
+	local = (struct iovec) { .iov_base = out, .iov_len = bytes };
+	remote = (struct iovec) { .iov_base = buf, .iov_len = bytes };
+	ASSERT_EQ(process_vm_readv(getpid(), &local, 1, &remote, 1, 0),
+		  (ssize_t)bytes);
+	ASSERT_EQ(verify(out, bytes, 670), -1);
+	ASSERT_EQ(count_on_device(buf, n), self->coherent ? n : 0);
+
+	fill(out, bytes, 671);
+	remote.iov_base = buf2;
+	ASSERT_EQ(process_vm_writev(getpid(), &local, 1, &remote, 1, 0),
+		  (ssize_t)bytes);
+	ASSERT_EQ(count_on_device(buf2, n), self->coherent ? n : 0);
+	ASSERT_EQ(pages_on_unit(self->unit),
+		  before + (self->coherent ? 2 * (long)n : 0));
+	ASSERT_EQ(verify(buf2, bytes, 671), -1);
+	ASSERT_EQ(verify(buf, bytes, 670), -1);
+
+	munmap(buf2, bytes);
+	munmap(buf, bytes);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	free(out);
+}
+
+/*
+ * mremap() of a range the device has exclusive access to moves the
+ * device-exclusive entries with it: still not present at the new
+ * address, then taken back by the first CPU access there, with what the
+ * device wrote.  The device can take the moved range again.
+ */
+TEST_F(hmm, exclusive_mremap)
+{
+	unsigned long n = 32, bytes = n * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *dst, *in, *out;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, bytes, MADV_NOHUGEPAGE), 0);
+	dst = map_anon(bytes, PROT_NONE, MAP_PRIVATE);
+	ASSERT_NE(dst, MAP_FAILED);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 680);
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	fill(in, bytes, 681);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 0);
+
+	ASSERT_EQ(mremap(buf, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
+			 dst), dst);
+	ASSERT_EQ(count_on_device(dst, n), n);
+	ASSERT_EQ(smaps_kb(dst, "Rss:"), (long)(bytes >> 10));
+	ASSERT_EQ(verify(dst, bytes, 681), -1);
+	ASSERT_EQ(count_in_system(dst, n), n);
+
+	ASSERT_EQ(dev_exclusive(self->fd, dst, out, n), 0);
+	ASSERT_EQ(verify(out, bytes, 681), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, dst, n), -EPERM);
+	fill(in, bytes, 682);
+	ASSERT_EQ(dev_write(self->fd, dst, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(dst, bytes, 682), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, dst, n), 0);
+
+	free(out);
+	free(in);
+	munmap(dst, bytes);
+}
+
+/*
+ * GUP takes exclusive pages back like a CPU access: a /proc/self/mem read
+ * and a long-term pin (with and without GUP-fast) both see what the device
+ * wrote, and the device no longer holds the pages.
+ */
+TEST_F(hmm, exclusive_gup_takes_back)
+{
+	static const unsigned int flags[] = {
+		PIN_LONGTERM_TEST_FLAG_USE_WRITE,
+		PIN_LONGTERM_TEST_FLAG_USE_FAST,
+	};
+	unsigned long n = 16, bytes = n * self->ps;
+	struct pin_longterm_test pin;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *in, *out;
+	unsigned int round;
+	int gup, mem;
+	__u64 dst;
+
+	gup = open("/sys/kernel/debug/gup_test", O_RDWR | O_CLOEXEC);
+	if (gup < 0)
+		SKIP(return, "no /sys/kernel/debug/gup_test");
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, bytes, MADV_NOHUGEPAGE), 0);
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 690);
+
+	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+	fill(in, bytes, 691);
+	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.faults, 0);
+	mem = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+	ASSERT_GE(mem, 0);
+	memset(out, 0, bytes);
+	ASSERT_EQ(pread(mem, out, bytes, (uintptr_t)buf), (ssize_t)bytes);
+	close(mem);
+	ASSERT_EQ(verify(out, bytes, 691), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+	ASSERT_EQ(count_in_system(buf, n), n);
+
+	dst = (uintptr_t)out;
+	for (round = 0; round < 2; round++) {
+		ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
+		fill(in, bytes, 692 + round);
+		ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
+		ASSERT_EQ(cmd.faults, 0);
+		pin = (struct pin_longterm_test) {
+			.addr	= (uintptr_t)buf,
+			.size	= bytes,
+			.flags	= flags[round],
+		};
+		ASSERT_EQ(ioctl(gup, PIN_LONGTERM_TEST_START, &pin), 0);
+		ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+		ASSERT_EQ(count_in_system(buf, n), n);
+		memset(out, 0, bytes);
+		ASSERT_EQ(ioctl(gup, PIN_LONGTERM_TEST_READ, &dst), 0);
+		ASSERT_EQ(ioctl(gup, PIN_LONGTERM_TEST_STOP), 0);
+		ASSERT_EQ(verify(out, bytes, 692 + round), -1);
+		ASSERT_EQ(verify(buf, bytes, 692 + round), -1);
+	}
+
+	close(gup);
+	free(out);
+	free(in);
+	munmap(buf, bytes);
+}
+
+/*
+ * A thread that migrates one range to the device and back until told to
+ * stop, checking what the device hands back.  Failures that races make
+ * legitimate (a page that changed hands meanwhile: -ENOENT; the device's
+ * time limit: -EBUSY) are counted, anything else stops it.
+ */
+struct migrator {
+	int		fd;
+	char		*buf;
+	unsigned long	n;
+	unsigned long	ps;
+	unsigned int	seed;
+	bool		both_ways;	/* also MIGRATE_TO_SYS each round */
+	unsigned int	max_rounds;	/* 0: until stop */
+	pthread_barrier_t *start;	/* or NULL */
+	bool		stop;		/* read and set with __atomic */
+	bool		done;		/* set with __atomic on return */
+	/* Results, read after the thread is joined. */
+	unsigned long	rounds, moved, reads, raced;
+	int		error;		/* an unexpected errno, or 0 */
+	long		wrong;		/* a word the device got wrong, or -1 */
+};
+
+static bool migrator_ok(struct migrator *m, int ret, const char *out)
+{
+	if (ret == -ENOENT || ret == -EBUSY) {
+		m->raced++;
+		return true;
+	}
+	if (ret) {
+		m->error = ret;
+		return false;
+	}
+	m->wrong = verify(out, m->n * m->ps, m->seed);
+	return m->wrong == -1;
+}
+
+static void *migrate_loop(void *arg)
+{
+	struct migrator *m = arg;
+	struct hmm_dmirror_cmd cmd;
+	char *out;
+	int ret;
+
+	m->wrong = -1;
+	out = malloc(m->n * m->ps);
+	if (!out) {
+		m->error = -ENOMEM;
+		__atomic_store_n(&m->done, true, __ATOMIC_RELEASE);
+		return NULL;
+	}
+	if (m->start)
+		pthread_barrier_wait(m->start);
+	while (!__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE) &&
+	       (!m->max_rounds || m->rounds < m->max_rounds)) {
+		m->rounds++;
+		ret = to_device(m->fd, m->buf, out, m->n, NULL);
+		if (!migrator_ok(m, ret, out))
+			break;
+		m->moved += !ret;
+		ret = dev_read(m->fd, m->buf, out, m->n, &cmd);
+		if (!migrator_ok(m, ret, out))
+			break;
+		m->reads += !ret;
+		if (m->both_ways) {
+			ret = to_system(m->fd, m->buf, m->n, NULL);
+			if (ret && ret != -EBUSY) {
+				m->error = ret;
+				break;
+			}
+		}
+	}
+	free(out);
+	__atomic_store_n(&m->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * fork() while a thread migrates the range back and forth: every child
+ * sees the data the range had at its fork and can write its own copy
+ * without the parent seeing it; nothing is left on the device after.
+ */
+TEST_F(hmm, fork_while_migrating)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	struct migrator m;
+	pthread_t tid;
+	unsigned int k;
+	pid_t pid;
+
+	ASSERT_GE(before, 0);
+	m = (struct migrator) {
+		.fd = self->fd, .n = n, .ps = self->ps, .seed = 700,
+		.both_ways = true, .wrong = -1,
+	};
+	m.buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(m.buf, MAP_FAILED);
+	fill(m.buf, bytes, 700);
+	ASSERT_EQ(pthread_create(&tid, NULL, migrate_loop, &m), 0);
+
+	for (k = 0; k < 16; k++) {
+		usleep(k * 1000);
+		pid = fork();
+		ASSERT_GE(pid, 0);
+		if (pid == 0) {
+			if (verify(m.buf, bytes, 700) != -1)
+				_exit(1);
+			fill(m.buf, bytes, 701 + k);
+			_exit(verify(m.buf, bytes, 701 + k) == -1 ? 0 : 2);
+		}
+		ASSERT_EQ(reap(pid), 0);
+		ASSERT_EQ(verify(m.buf, bytes, 700), -1);
+	}
+	__atomic_store_n(&m.stop, true, __ATOMIC_RELEASE);
+	ASSERT_EQ(pthread_join(tid, NULL), 0);
+	ASSERT_EQ(m.error, 0);
+	ASSERT_EQ(m.wrong, -1);
+	ASSERT_GT(m.rounds, 0);
+
+	ASSERT_EQ(verify(m.buf, bytes, 700), -1);
+	ASSERT_EQ(munmap(m.buf, bytes), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+}
+
+/* A thread that migrates a range to the device and back, nothing else. */
+static void *migrate_only_loop(void *arg)
+{
+	struct migrator *m = arg;
+	char *out;
+	int ret;
+
+	out = malloc(m->n * m->ps);
+	if (!out) {
+		m->error = -ENOMEM;
+		return NULL;
+	}
+	while (!__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE)) {
+		m->rounds++;
+		ret = to_device(m->fd, m->buf, out, m->n, NULL);
+		if (ret && ret != -ENOENT && ret != -EBUSY) {
+			m->error = ret;
+			break;
+		}
+		m->moved += !ret;
+		ret = to_system(m->fd, m->buf, m->n, NULL);
+		if (ret && ret != -EBUSY) {
+			m->error = ret;
+			break;
+		}
+	}
+	free(out);
+	return NULL;
+}
+
+/* UFFDIO_MOVE of one page; 0 or -errno. */
+static int uffd_move_page(int uffd, void *dst, void *src, unsigned long ps)
+{
+	struct uffdio_move mv = {
+		.dst	= (uintptr_t)dst,
+		.src	= (uintptr_t)src,
+		.len	= ps,
+	};
+
+	return ioctl(uffd, UFFDIO_MOVE, &mv) ? -errno : 0;
+}
+
+/*
+ * UFFDIO_MOVE moves pages out of a range and back in while a thread
+ * migrates that range to the device and back.  A move that meets a page
+ * under migration waits for it inside an invalidation of the range, so a
+ * migration must never wait for invalidations to end while it holds page
+ * locks (test_hmm's mmu_interval_read_begin() comes first): otherwise
+ * both hang.  A move meeting a device-private page fails with -EFAULT, a
+ * page being migrated with -EBUSY or -EAGAIN; a migration meeting a page
+ * moved away finds a hole it must leave to userfaultfd (-ENOENT).  In the
+ * end every page is in exactly one of the two places, with its data.
+ */
+TEST_F(hmm, uffd_move_racing_migration)
+{
+	unsigned long n = 16, bytes = n * self->ps, i, moves = 0;
+	long before = pages_on_unit(self->unit);
+	struct uffdio_range range;
+	struct migrator m;
+	char *a, *b, *ref;
+	unsigned long errs[2] = { 0, 0 };	/* -EFAULT, others */
+	pthread_t tid;
+	int uffd, ret;
+
+	uffd = uffd_open(UFFD_FEATURE_MOVE);
+	if (uffd < 0)
+		SKIP(return, "no userfaultfd with UFFDIO_MOVE: %s",
+		     strerror(-uffd));
+	ASSERT_GE(before, 0);
+	/* One mapping: the range migrated, then where its pages move to. */
+	a = map_anon(2 * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(a, MAP_FAILED);
+	b = a + bytes;
+	ASSERT_EQ(madvise(a, 2 * bytes, MADV_NOHUGEPAGE), 0);
+	ref = malloc(bytes);
+	ASSERT_NE(ref, NULL);
+	fill(ref, bytes, 730);
+	memcpy(a, ref, bytes);
+	ASSERT_EQ(uffd_register_missing(uffd, a, 2 * bytes), 0);
+
+	m = (struct migrator) {
+		.fd = self->fd, .buf = a, .n = n, .ps = self->ps, .wrong = -1,
+	};
+	ASSERT_EQ(pthread_create(&tid, NULL, migrate_only_loop, &m), 0);
+	/* A hang here is the bug this test is for: make test's timeout. */
+	while (__atomic_load_n(&m.rounds, __ATOMIC_RELAXED) < 40 && !m.error) {
+		for (i = 0; i < n; i++) {
+			char *pa = a + i * self->ps, *pb = b + i * self->ps;
+
+			/* Whichever way the page can go. */
+			ret = uffd_move_page(uffd, pb, pa, self->ps);
+			if (ret == -EEXIST || ret == -ENOENT)
+				ret = uffd_move_page(uffd, pa, pb, self->ps);
+			if (!ret) {
+				moves++;
+				continue;
+			}
+			ASSERT_TRUE(ret == -EFAULT || ret == -EBUSY ||
+				    ret == -EAGAIN)
+				TH_LOG("UFFDIO_MOVE failed with %d", ret);
+			errs[ret == -EFAULT ? 0 : 1]++;
+		}
+		usleep(200);
+	}
+	__atomic_store_n(&m.stop, true, __ATOMIC_RELEASE);
+	ASSERT_EQ(pthread_join(tid, NULL), 0);
+	ASSERT_EQ(m.error, 0);
+	ASSERT_GT(moves, 0);
+	TH_LOG("%lu moves, %lu refused on the device, %lu busy; %lu migration rounds, %lu complete",
+	       moves, errs[0], errs[1], m.rounds, m.moved);
+
+	/* Missing pages read as zero from here on instead of blocking. */
+	range = (struct uffdio_range) {
+		.start = (uintptr_t)a, .len = 2 * bytes,
+	};
+	ASSERT_EQ(ioctl(uffd, UFFDIO_UNREGISTER, &range), 0);
+	for (i = 0; i < n; i++) {
+		char *pa = a + i * self->ps, *pb = b + i * self->ps;
+		bool in_a = count_pagemap(pa, 1, PM_PRESENT | PM_SWAP, 0) == 0;
+		bool in_b = count_pagemap(pb, 1, PM_PRESENT | PM_SWAP, 0) == 0;
+
+		ASSERT_NE(in_a, in_b) TH_LOG("page %lu", i);
+		ASSERT_EQ(memcmp(in_a ? pa : pb, ref + i * self->ps,
+				 self->ps), 0) TH_LOG("page %lu", i);
+	}
+
+	close(uffd);
+	ASSERT_EQ(munmap(a, 2 * bytes), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+	free(ref);
+}
+
+/* Poll for up to 10 s for the unit's pages in use to come back to @want. */
+static long pages_on_unit_settle(int unit, long want)
+{
+	long now = pages_on_unit(unit);
+	int tries;
+
+	for (tries = 0; now != want && tries < 100; tries++) {
+		usleep(100000);
+		now = pages_on_unit(unit);
+	}
+	return now;
+}
+
+/*
+ * A process exits while one of its threads is in the middle of a
+ * migration: the exit waits for the command, and the process's device
+ * pages are all freed.
+ */
+TEST_F(hmm, exit_during_migration)
+{
+	unsigned long n = 256, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	unsigned int k;
+	pid_t pid;
+
+	ASSERT_GE(before, 0);
+	for (k = 0; k < 8; k++) {
+		pid = fork();
+		ASSERT_GE(pid, 0);
+		if (pid == 0) {
+			struct migrator m = {
+				.n = n, .ps = self->ps, .seed = 710 + k,
+				.both_ways = k & 1, .wrong = -1,
+			};
+			pthread_t tid;
+
+			m.fd = open_unit(self->unit);
+			m.buf = map_anon(bytes, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE);
+			if (m.fd < 0 || m.buf == MAP_FAILED)
+				_exit(1);
+			fill(m.buf, bytes, 710 + k);
+			if (pthread_create(&tid, NULL, migrate_loop, &m))
+				_exit(1);
+			usleep(1000 + k * 3000);
+			/* The thread is still at work: it does not stop. */
+			_exit(m.error ? 2 : 0);
+		}
+		ASSERT_EQ(reap(pid), 0);
+	}
+	ASSERT_EQ(pages_on_unit_settle(self->unit, before), before);
+}
+
+/*
+ * Two devices migrate the same range and read it, each in a loop, while
+ * the CPU reads it too: the data is never wrong, every failure is one a
+ * race explains, and neither device keeps a page once the range is gone.
+ */
+TEST_F(hmm2, same_range_two_devices_race)
+{
+	unsigned long n = 64, bytes = n * self->ps;
+	long before0 = pages_on_unit(self->unit0);
+	long before1 = pages_on_unit(self->unit1);
+	struct migrator m[2];
+	pthread_barrier_t start;
+	unsigned long cpu_reads = 0;
+	pthread_t tid[2];
+	char *buf;
+	int t;
+
+	ASSERT_GE(before0, 0);
+	ASSERT_GE(before1, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	fill(buf, bytes, 720);
+	ASSERT_EQ(pthread_barrier_init(&start, NULL, 3), 0);
+	for (t = 0; t < 2; t++) {
+		m[t] = (struct migrator) {
+			.fd = t ? self->fd1 : self->fd0, .buf = buf, .n = n,
+			.ps = self->ps, .seed = 720, .max_rounds = 50,
+			.start = &start, .wrong = -1,
+		};
+		ASSERT_EQ(pthread_create(&tid[t], NULL, migrate_loop, &m[t]),
+			  0);
+	}
+	pthread_barrier_wait(&start);
+	while (!__atomic_load_n(&m[0].done, __ATOMIC_ACQUIRE) ||
+	       !__atomic_load_n(&m[1].done, __ATOMIC_ACQUIRE)) {
+		ASSERT_EQ(verify(buf, bytes, 720), -1);
+		cpu_reads++;
+		usleep(500);
+	}
+	for (t = 0; t < 2; t++)
+		ASSERT_EQ(pthread_join(tid[t], NULL), 0);
+	pthread_barrier_destroy(&start);
+	for (t = 0; t < 2; t++) {
+		ASSERT_EQ(m[t].error, 0);
+		ASSERT_EQ(m[t].wrong, -1);
+		ASSERT_EQ(m[t].rounds, 50);
+	}
+	ASSERT_GT(m[0].reads + m[1].reads, 0);
+	TH_LOG("moved %lu + %lu, read %lu + %lu, raced %lu + %lu, CPU reads %lu",
+	       m[0].moved, m[1].moved, m[0].reads, m[1].reads, m[0].raced,
+	       m[1].raced, cpu_reads);
+
+	ASSERT_EQ(verify(buf, bytes, 720), -1);
+	ASSERT_EQ(munmap(buf, bytes), 0);
+	ASSERT_EQ(pages_on_unit(self->unit0), before0);
+	ASSERT_EQ(pages_on_unit(self->unit1), before1);
 }
 
 /* ---------------------------------------------------------------------------
