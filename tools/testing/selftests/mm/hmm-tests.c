@@ -69,6 +69,14 @@
 #define UNIT_COHERENT_B		3
 
 #define DEFAULT_NPAGES		1024UL
+
+/*
+ * Seconds a test that races threads or processes, or waits for KSM, may
+ * take before the harness kills it: several times what the slowest takes
+ * on a debug kernel (KASAN, lockdep) under TCG, where the default of 30
+ * was too tight on a loaded host.  A hang still fails.
+ */
+#define RACE_TIMEOUT		120
 #define SZ_2M			(2UL << 20)
 
 /* /proc/self/pagemap bits, see Documentation/admin-guide/mm/pagemap.rst */
@@ -1426,7 +1434,7 @@ static int fault_storm(const uint64_t *page, unsigned int seed)
  * it, instead of making it fail and retrying (a livelock on a busy
  * system).  A device-coherent page is read in place, without any call.
  */
-TEST_F(hmm, fault_storm_one_call)
+TEST_F_TIMEOUT(hmm, fault_storm_one_call, RACE_TIMEOUT)
 {
 	enum { ROUNDS = 24 };
 	unsigned long bytes = self->ps;
@@ -1495,7 +1503,7 @@ static void *release_loop(void *arg)
  * every thread reads the right data, every eviction succeeds, and once
  * the storms are over nothing is left in device memory.
  */
-TEST_F(hmm, fault_storm_during_eviction)
+TEST_F_TIMEOUT(hmm, fault_storm_during_eviction, RACE_TIMEOUT)
 {
 	enum { ROUNDS = 24 };
 	unsigned long bytes = self->ps;
@@ -1558,7 +1566,7 @@ TEST_F(hmm, fault_storm_during_eviction)
  * in the debug variant), and the device memory ends up empty.  The driver
  * pauses the eviction in the middle for the exit to happen there.
  */
-TEST_F(hmm, eviction_while_owner_exits)
+TEST_F_TIMEOUT(hmm, eviction_while_owner_exits, RACE_TIMEOUT)
 {
 	unsigned long n = 16, bytes = n * self->ps;
 	struct releaser rel = { .fd = self->fd };
@@ -4623,7 +4631,7 @@ static void dnr_race_and_check(struct __test_metadata *_metadata,
  * page with its data, and RELEASE empties the device: no device page was
  * lost or kept by the race.
  */
-TEST_F(hmm, migrate_dontneed_race)
+TEST_F_TIMEOUT(hmm, migrate_dontneed_race, RACE_TIMEOUT)
 {
 	unsigned long n = 64, bytes = n * self->ps;
 	struct dnr_race r = {
@@ -4658,7 +4666,7 @@ TEST_F(hmm, migrate_dontneed_race)
  * up on a range that keeps changing (-EBUSY).  Afterwards the CPU has
  * taken every page back and the device sees what the CPU sees.
  */
-TEST_F(hmm, exclusive_dontneed_race)
+TEST_F_TIMEOUT(hmm, exclusive_dontneed_race, RACE_TIMEOUT)
 {
 	unsigned long n = 16, bytes = n * self->ps;
 	struct dnr_race r = {
@@ -5142,7 +5150,7 @@ static long memcg_current(const char *cg)
  * (Per-CPU charge batching makes memory.current move by up to 64 pages a
  * CPU on its own: the slack.)
  */
-TEST_F(hmm, memcg_charge_follows_migration)
+TEST_F_TIMEOUT(hmm, memcg_charge_follows_migration, RACE_TIMEOUT)
 {
 	unsigned long n = 2048, bytes = n * self->ps, slack = 512 * self->ps;
 	long before = pages_on_unit(self->unit);
@@ -5213,7 +5221,7 @@ TEST_F(hmm, memcg_charge_follows_migration)
  * migrate, and the merged pages keep their data.  A CPU write unmerges a
  * page (COW), which then migrates like any other.
  */
-TEST_F(hmm, ksm_merged_pages_stay)
+TEST_F_TIMEOUT(hmm, ksm_merged_pages_stay, RACE_TIMEOUT)
 {
 	unsigned long n = 8, merged = 4, bytes = n * self->ps, i;
 	long before = pages_on_unit(self->unit);
@@ -5578,7 +5586,7 @@ static void *migrate_loop(void *arg)
  * sees the data the range had at its fork and can write its own copy
  * without the parent seeing it; nothing is left on the device after.
  */
-TEST_F(hmm, fork_while_migrating)
+TEST_F_TIMEOUT(hmm, fork_while_migrating, RACE_TIMEOUT)
 {
 	unsigned long n = 64, bytes = n * self->ps;
 	long before = pages_on_unit(self->unit);
@@ -5674,7 +5682,7 @@ static int uffd_move_page(int uffd, void *dst, void *src, unsigned long ps)
  * moved away finds a hole it must leave to userfaultfd (-ENOENT).  In the
  * end every page is in exactly one of the two places, with its data.
  */
-TEST_F(hmm, uffd_move_racing_migration)
+TEST_F_TIMEOUT(hmm, uffd_move_racing_migration, RACE_TIMEOUT)
 {
 	unsigned long n = 16, bytes = n * self->ps, i, moves = 0;
 	long before = pages_on_unit(self->unit);
@@ -5771,7 +5779,7 @@ static long pages_on_unit_settle(int unit, long want)
  * migration: the exit waits for the command, and the process's device
  * pages are all freed.
  */
-TEST_F(hmm, exit_during_migration)
+TEST_F_TIMEOUT(hmm, exit_during_migration, RACE_TIMEOUT)
 {
 	unsigned long n = 256, bytes = n * self->ps;
 	long before = pages_on_unit(self->unit);
@@ -5811,7 +5819,7 @@ TEST_F(hmm, exit_during_migration)
  * the CPU reads it too: the data is never wrong, every failure is one a
  * race explains, and neither device keeps a page once the range is gone.
  */
-TEST_F(hmm2, same_range_two_devices_race)
+TEST_F_TIMEOUT(hmm2, same_range_two_devices_race, RACE_TIMEOUT)
 {
 	unsigned long n = 64, bytes = n * self->ps;
 	long before0 = pages_on_unit(self->unit0);
