@@ -4768,6 +4768,35 @@ out:
  */
 
 /*
+ * A private anonymous range of @n pages filled with @seed and migrated
+ * whole to the device of @fd, which hands back the right data; MAP_FAILED
+ * if any of that fails.
+ */
+static char *map_on_device(int fd, unsigned long n, unsigned int seed)
+{
+	unsigned long bytes = n * psize();
+	uint64_t cpages = 0;
+	char *buf, *out;
+	bool ok;
+
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	out = malloc(bytes);
+	if (buf == MAP_FAILED || !out) {
+		free(out);
+		return MAP_FAILED;
+	}
+	fill(buf, bytes, seed);
+	ok = !to_device(fd, buf, out, n, &cpages) && cpages == n &&
+	     verify(out, bytes, seed) == -1;
+	free(out);
+	if (!ok) {
+		munmap(buf, bytes);
+		return MAP_FAILED;
+	}
+	return buf;
+}
+
+/*
  * mremap() moves device pages with their range: the page table entries
  * move as they are, nothing is migrated or freed, and the data is found at
  * the new address, by the device and by the CPU.
@@ -4778,19 +4807,15 @@ TEST_F(hmm, mremap_move_device_pages)
 	long before = pages_on_unit(self->unit);
 	struct hmm_dmirror_cmd cmd;
 	char *buf, *dst, *out;
-	uint64_t cpages;
 
 	ASSERT_GE(before, 0);
-	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	buf = map_on_device(self->fd, n, 600);
 	ASSERT_NE(buf, MAP_FAILED);
 	/* Where the range moves to. */
 	dst = map_anon(bytes, PROT_NONE, MAP_PRIVATE);
 	ASSERT_NE(dst, MAP_FAILED);
 	out = malloc(bytes);
 	ASSERT_NE(out, NULL);
-	fill(buf, bytes, 600);
-	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
-	ASSERT_EQ(cpages, n);
 
 	ASSERT_EQ(mremap(buf, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
 			 dst), dst);
@@ -4870,17 +4895,11 @@ TEST_F(hmm, madv_free_keeps_device_pages)
 {
 	unsigned long n = 32, bytes = n * self->ps;
 	long before = pages_on_unit(self->unit);
-	uint64_t cpages;
-	char *buf, *out;
+	char *buf;
 
 	ASSERT_GE(before, 0);
-	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	buf = map_on_device(self->fd, n, 610);
 	ASSERT_NE(buf, MAP_FAILED);
-	out = malloc(bytes);
-	ASSERT_NE(out, NULL);
-	fill(buf, bytes, 610);
-	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
-	ASSERT_EQ(cpages, n);
 
 	ASSERT_EQ(madvise(buf, bytes, MADV_FREE), 0);
 	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
@@ -4890,7 +4909,6 @@ TEST_F(hmm, madv_free_keeps_device_pages)
 
 	ASSERT_EQ(munmap(buf, bytes), 0);
 	ASSERT_EQ(pages_on_unit(self->unit), before);
-	free(out);
 }
 
 /*
@@ -4948,18 +4966,14 @@ TEST_F(hmm, prot_none_device_pages)
 {
 	unsigned long n = 32, bytes = n * self->ps;
 	long before = pages_on_unit(self->unit);
-	uint64_t cpages;
 	char *buf, *out;
 	pid_t pid;
 
 	ASSERT_GE(before, 0);
-	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	buf = map_on_device(self->fd, n, 740);
 	ASSERT_NE(buf, MAP_FAILED);
 	out = malloc(bytes);
 	ASSERT_NE(out, NULL);
-	fill(buf, bytes, 740);
-	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
-	ASSERT_EQ(cpages, n);
 
 	ASSERT_EQ(mprotect(buf, bytes, PROT_NONE), 0);
 	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
@@ -5339,7 +5353,6 @@ TEST_F(hmm, process_vm_rw_device_pages)
 	long before = pages_on_unit(self->unit);
 	struct iovec local, remote;
 	char *buf, *buf2, *out;
-	uint64_t cpages;
 	char probe = 1;
 
 	/* Kernels built without CROSS_MEMORY_ATTACH have no such calls. */
@@ -5347,18 +5360,12 @@ TEST_F(hmm, process_vm_rw_device_pages)
 	if (process_vm_readv(getpid(), &local, 1, &local, 1, 0) != 1)
 		SKIP(return, "no process_vm_readv(): %s", strerror(errno));
 	ASSERT_GE(before, 0);
-	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	buf = map_on_device(self->fd, n, 670);
 	ASSERT_NE(buf, MAP_FAILED);
-	buf2 = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	buf2 = map_on_device(self->fd, n, 669);
 	ASSERT_NE(buf2, MAP_FAILED);
 	out = malloc(bytes);
 	ASSERT_NE(out, NULL);
-	fill(buf, bytes, 670);
-	memset(buf2, 0, bytes);
-	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
-	ASSERT_EQ(cpages, n);
-	ASSERT_EQ(to_device(self->fd, buf2, out, n, &cpages), 0);
-	ASSERT_EQ(cpages, n);
 	ASSERT_EQ(pages_on_unit(self->unit), before + 2 * (long)n);
 
 	memset(out, 0, bytes);
@@ -5517,6 +5524,7 @@ struct migrator {
 	unsigned long	ps;
 	unsigned int	seed;
 	bool		both_ways;	/* also MIGRATE_TO_SYS each round */
+	bool		no_reads;	/* no HMM_DMIRROR_READ each round */
 	unsigned int	max_rounds;	/* 0: until stop */
 	pthread_barrier_t *start;	/* or NULL */
 	bool		stop;		/* read and set with __atomic */
@@ -5564,10 +5572,12 @@ static void *migrate_loop(void *arg)
 		if (!migrator_ok(m, ret, out))
 			break;
 		m->moved += !ret;
-		ret = dev_read(m->fd, m->buf, out, m->n, &cmd);
-		if (!migrator_ok(m, ret, out))
-			break;
-		m->reads += !ret;
+		if (!m->no_reads) {
+			ret = dev_read(m->fd, m->buf, out, m->n, &cmd);
+			if (!migrator_ok(m, ret, out))
+				break;
+			m->reads += !ret;
+		}
 		if (m->both_ways) {
 			ret = to_system(m->fd, m->buf, m->n, NULL);
 			if (ret && ret != -EBUSY) {
@@ -5629,36 +5639,6 @@ TEST_F_TIMEOUT(hmm, fork_while_migrating, RACE_TIMEOUT)
 	ASSERT_EQ(pages_on_unit(self->unit), before);
 }
 
-/* A thread that migrates a range to the device and back, nothing else. */
-static void *migrate_only_loop(void *arg)
-{
-	struct migrator *m = arg;
-	char *out;
-	int ret;
-
-	out = malloc(m->n * m->ps);
-	if (!out) {
-		m->error = -ENOMEM;
-		return NULL;
-	}
-	while (!__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE)) {
-		m->rounds++;
-		ret = to_device(m->fd, m->buf, out, m->n, NULL);
-		if (ret && ret != -ENOENT && ret != -EBUSY) {
-			m->error = ret;
-			break;
-		}
-		m->moved += !ret;
-		ret = to_system(m->fd, m->buf, m->n, NULL);
-		if (ret && ret != -EBUSY) {
-			m->error = ret;
-			break;
-		}
-	}
-	free(out);
-	return NULL;
-}
-
 /* UFFDIO_MOVE of one page; 0 or -errno. */
 static int uffd_move_page(int uffd, void *dst, void *src, unsigned long ps)
 {
@@ -5709,10 +5689,15 @@ TEST_F_TIMEOUT(hmm, uffd_move_racing_migration, RACE_TIMEOUT)
 	memcpy(a, ref, bytes);
 	ASSERT_EQ(uffd_register_missing(uffd, a, 2 * bytes), 0);
 
+	/*
+	 * No device reads: a device fault on a page moved away would be a
+	 * userfault that nobody resolves.
+	 */
 	m = (struct migrator) {
-		.fd = self->fd, .buf = a, .n = n, .ps = self->ps, .wrong = -1,
+		.fd = self->fd, .buf = a, .n = n, .ps = self->ps, .seed = 730,
+		.both_ways = true, .no_reads = true, .wrong = -1,
 	};
-	ASSERT_EQ(pthread_create(&tid, NULL, migrate_only_loop, &m), 0);
+	ASSERT_EQ(pthread_create(&tid, NULL, migrate_loop, &m), 0);
 	/* A hang here is the bug this test is for: make test's timeout. */
 	while (__atomic_load_n(&m.rounds, __ATOMIC_RELAXED) < 40 && !m.error) {
 		for (i = 0; i < n; i++) {
@@ -5736,6 +5721,7 @@ TEST_F_TIMEOUT(hmm, uffd_move_racing_migration, RACE_TIMEOUT)
 	__atomic_store_n(&m.stop, true, __ATOMIC_RELEASE);
 	ASSERT_EQ(pthread_join(tid, NULL), 0);
 	ASSERT_EQ(m.error, 0);
+	ASSERT_EQ(m.wrong, -1);
 	ASSERT_GT(moves, 0);
 	TH_LOG("%lu moves, %lu refused on the device, %lu busy; %lu migration rounds, %lu complete",
 	       moves, errs[0], errs[1], m.rounds, m.moved);
