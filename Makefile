@@ -14,8 +14,9 @@ all:
 test:
 	@$(H)/pipeline.sh test
 
-# Ours against the base's own HMM, alternating boots; table, JSON and chart
-# under build/bench.  BENCH_ROUNDS=5 BENCH_ICOUNT_ROUNDS=2 BENCH_ARGS='...'
+# Ours against the base's own HMM under QEMU -icount, one boot each; table,
+# JSON and chart under build/bench.  TCG rounds too: BENCH_ROUNDS=5
+# (BENCH_ICOUNT_ROUNDS, BENCH_ICOUNT_ARGS, BENCH_ARGS: harness/bench.sh)
 bench:
 	@$(H)/bench.sh
 
