@@ -739,23 +739,57 @@ static unsigned long hmmt_batch_end(struct vm_area_struct *vma,
 }
 
 /*
+ * Allocate and fill the destination of entry @i of a MIGRATE_TO_DEV batch,
+ * whose source page (NULL for a hole or the zero page) is @spage and whose
+ * flags are those of @src.  Returns -ENOMEM if there is no memory for it.
+ */
+static int hmmt_to_dev_one(struct hmmt_mirror *mirror,
+			   struct migrate_vma *mig, unsigned long i,
+			   struct page *spage, unsigned long src)
+{
+	unsigned long vpfn = (mig->start >> PAGE_SHIFT) + i;
+	struct page *dpage;
+
+	/* Room for the mirror entry, while we may still sleep. */
+	if (xa_reserve(&mirror->ptab, vpfn, GFP_KERNEL))
+		return -ENOMEM;
+	dpage = hmmt_dpage_alloc(mirror, vpfn);
+	if (!dpage) {
+		xa_release(&mirror->ptab, vpfn);
+		return -ENOMEM;
+	}
+
+	if (spage)
+		copy_highpage(hmmt_backing(dpage), spage);
+	else
+		clear_highpage(hmmt_backing(dpage));
+
+	mig->dst[i] = migrate_pfn(page_to_pfn(dpage));
+	if ((src & MIGRATE_PFN_WRITE) ||
+	    (!spage && (mig->vma->vm_flags & VM_WRITE)))
+		mig->dst[i] |= MIGRATE_PFN_WRITE;
+	return 0;
+}
+
+/*
  * Allocate and fill the destinations of one MIGRATE_TO_DEV batch.  Entries
- * without a destination simply stay in system memory.  Returns -ENOMEM if
+ * without a destination simply stay in system memory.  A THP collected
+ * whole (MIGRATE_PFN_COMPOUND) gets a device page for each of its pages:
+ * the device has no huge pages, so the core splits it.  Returns -ENOMEM if
  * some page was left behind for lack of memory, else 0.
  */
 static int hmmt_to_dev_prepare(struct hmmt_mirror *mirror,
 			       struct migrate_vma *mig)
 {
-	unsigned long vpfn = mig->start >> PAGE_SHIFT;
+	unsigned long i, j, nr;
 	int ret = 0;
-	unsigned long i;
 
-	for (i = 0; i < mig->npages; i++, vpfn++) {
+	memset(mig->dst, 0, mig->npages * sizeof(*mig->dst));
+	for (i = 0; i < mig->npages; i += nr) {
 		unsigned long src = mig->src[i];
 		struct page *spage = migrate_pfn_to_page(src);
-		struct page *dpage;
 
-		mig->dst[i] = 0;
+		nr = 1;
 		if (!(src & MIGRATE_PFN_MIGRATE))
 			continue;
 		/*
@@ -765,28 +799,13 @@ static int hmmt_to_dev_prepare(struct hmmt_mirror *mirror,
 		 */
 		if (spage && is_zone_device_page(spage))
 			continue;
+		if (src & MIGRATE_PFN_COMPOUND)
+			nr = folio_nr_pages(page_folio(spage));
 
-		/* Room for the mirror entry, while we may still sleep. */
-		if (xa_reserve(&mirror->ptab, vpfn, GFP_KERNEL)) {
-			ret = -ENOMEM;
-			continue;
-		}
-		dpage = hmmt_dpage_alloc(mirror, vpfn);
-		if (!dpage) {
-			xa_release(&mirror->ptab, vpfn);
-			ret = -ENOMEM;
-			continue;
-		}
-
-		if (spage)
-			copy_highpage(hmmt_backing(dpage), spage);
-		else
-			clear_highpage(hmmt_backing(dpage));
-
-		mig->dst[i] = migrate_pfn(page_to_pfn(dpage));
-		if ((src & MIGRATE_PFN_WRITE) ||
-		    (!spage && (mig->vma->vm_flags & VM_WRITE)))
-			mig->dst[i] |= MIGRATE_PFN_WRITE;
+		for (j = 0; j < nr; j++)
+			if (hmmt_to_dev_one(mirror, mig, i + j,
+					    spage ? spage + j : NULL, src))
+				ret = -ENOMEM;
 	}
 	return ret;
 }
@@ -967,7 +986,8 @@ static int hmmt_migrate_range(struct hmmt_mirror *mirror,
 		mig.start = addr;
 		mig.end = next;
 		if (to_dev) {
-			mig.flags = MIGRATE_VMA_SELECT_SYSTEM;
+			mig.flags = MIGRATE_VMA_SELECT_SYSTEM |
+				    MIGRATE_VMA_SELECT_COMPOUND;
 			ret = hmmt_to_dev_batch(mirror, &mig);
 		} else {
 			mig.flags = hmmt_select_own(mirror->hdev);

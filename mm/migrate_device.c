@@ -59,6 +59,8 @@
 struct mvd_walk {
 	struct migrate_vma *mig;
 	unsigned long next;
+	/* THPs collected whole, as MIGRATE_PFN_COMPOUND entries. */
+	unsigned long compound;
 	/* A large folio that could not be split: do not try again. */
 	struct folio *unsplittable;
 };
@@ -350,7 +352,64 @@ static void mvd_collect_ptes(struct mvd_walk *w, struct mm_walk *walk,
 	}
 }
 
-/* A PMD that maps a huge page: split it, then look at the PTEs. */
+/*
+ * Can the PMD-mapped THP @folio at [@addr, @end) be collected whole, as one
+ * src entry?  The range must cover it, and this PMD must be its only
+ * mapping: then no other page table needs unmapping, and a later split of
+ * the folio (see mvd_split_compound()) has only this PMD to split, which
+ * nothing can copy meanwhile (fork() and mremap() take the mmap lock for
+ * writing).  A folio in the swap cache is split first, as before.
+ */
+static bool mvd_whole_thp(struct folio *folio, unsigned long addr,
+			  unsigned long end)
+{
+	return thp_migration_supported() && IS_ALIGNED(addr, HPAGE_PMD_SIZE) &&
+	       end - addr == HPAGE_PMD_SIZE && folio_test_pmd_mappable(folio) &&
+	       !folio_test_swapcache(folio) && folio_large_mapcount(folio) == 1;
+}
+
+/*
+ * Lock the THP @folio mapped by @pmdp at @addr and replace the PMD with a
+ * PMD migration entry; record it as one MIGRATE_PFN_COMPOUND entry.  Called
+ * with the PMD lock held.  Returns false, with nothing changed, if the
+ * folio is locked by someone else or pinned.
+ */
+static bool mvd_take_thp(struct mvd_walk *w, struct vm_area_struct *vma,
+			 pmd_t *pmdp, unsigned long addr, unsigned long end,
+			 struct folio *folio)
+{
+	struct page_vma_mapped_walk pvmw = {
+		.vma = vma,
+		.address = addr,
+		.pmd = pmdp,
+	};
+	unsigned long mpfn;
+
+	/* The PMD lock keeps the folio alive until we hold our own ref. */
+	folio_get(folio);
+	if (!folio_trylock(folio))
+		goto put;
+	mpfn = migrate_pfn(folio_pfn(folio)) | MIGRATE_PFN_MIGRATE |
+	       MIGRATE_PFN_COMPOUND |
+	       (pmd_write(pmdp_get(pmdp)) ? MIGRATE_PFN_WRITE : 0);
+	/* Drops the mapping's rmap and reference; -EBUSY if pinned. */
+	if (set_pmd_migration_entry(&pvmw, &folio->page)) {
+		folio_unlock(folio);
+		goto put;
+	}
+	mvd_record(w, addr, mpfn);
+	mvd_record_range(w, addr + PAGE_SIZE, end, 0);
+	w->compound++;
+	return true;
+put:
+	folio_put(folio);
+	return false;
+}
+
+/*
+ * A PMD that maps a huge page: collect a THP whole if the range covers it,
+ * otherwise split it, then look at the PTEs.
+ */
 static void mvd_collect_huge_pmd(struct mvd_walk *w, struct mm_walk *walk,
 				 pmd_t *pmdp, unsigned long addr,
 				 unsigned long end)
@@ -387,6 +446,12 @@ static void mvd_collect_huge_pmd(struct mvd_walk *w, struct mm_walk *walk,
 	    !folio_test_anon(folio) || folio == w->unsplittable) {
 		spin_unlock(ptl);
 		mvd_record_range(w, addr, end, 0);
+		return;
+	}
+
+	if (mvd_whole_thp(folio, addr, end) &&
+	    mvd_take_thp(w, walk->vma, pmdp, addr, end, folio)) {
+		spin_unlock(ptl);
 		return;
 	}
 
@@ -455,9 +520,9 @@ static void mvd_notify_start(struct mmu_notifier_range *range,
  * First step of migrate_vma_setup(): walk [start, end), lock the pages that
  * can move and put migration entries in their place in this mm.  Pages that
  * other page tables map too are unmapped from those later, by
- * mvd_unmap_pages().
+ * mvd_unmap_pages().  Returns the number of THPs collected whole.
  */
-static void mvd_collect(struct migrate_vma *mig)
+static unsigned long mvd_collect(struct migrate_vma *mig)
 {
 	struct mvd_walk w = { .mig = mig, .next = mig->start };
 	struct vm_area_struct *vma = mig->vma;
@@ -466,6 +531,85 @@ static void mvd_collect(struct migrate_vma *mig)
 	mvd_notify_start(&range, mig, mig->start);
 	walk_page_range_vma(vma, mig->start, mig->end, &mvd_walk_ops, &w);
 	mmu_notifier_invalidate_range_end(&range);
+	return w.compound;
+}
+
+/*
+ * Split the THP of the MIGRATE_PFN_COMPOUND entry @mig->src[@i], collected
+ * by mvd_take_thp() and still held (locked, isolated, unmapped), into base
+ * pages, and give each its own entry, with the flags of the compound one.
+ * Its PMD migration entry becomes a table of PTE migration entries first;
+ * no invalidation is needed for that, secondary MMUs having dropped the
+ * range when the entry was installed.  If something zapped the entry
+ * meanwhile, there is nothing to split there.  Returns false, with the
+ * entry unchanged, if the folio cannot be split (a stray reference): it is
+ * then mapped by PTEs again when put back.
+ */
+static bool mvd_split_compound(struct migrate_vma *mig, unsigned long i)
+{
+	unsigned long flags = mig->src[i] & (MIGRATE_PFN_MIGRATE |
+					     MIGRATE_PFN_WRITE);
+	unsigned long addr = mig->start + (i << PAGE_SHIFT);
+	struct page *head = migrate_pfn_to_page(mig->src[i]);
+	struct mm_struct *mm = mig->vma->vm_mm;
+	struct folio *folio = page_folio(head);
+	unsigned long j, nr = folio_nr_pages(folio);
+	spinlock_t *ptl;	/* PMD lock */
+	pmd_t *pmdp;
+
+	pmdp = mm_find_pmd(mm, addr);
+	if (pmdp) {
+		ptl = pmd_lock(mm, pmdp);
+		if (is_pmd_migration_entry(*pmdp) &&
+		    pfn_swap_entry_to_page(pmd_to_swp_entry(*pmdp)) == head)
+			split_huge_pmd_locked(mig->vma, addr, pmdp, false, NULL);
+		spin_unlock(ptl);
+	}
+
+	if (folio_split_unmapped(folio, 0))
+		return false;
+	for (j = 0; j < nr; j++)
+		mig->src[i + j] = migrate_pfn(page_to_pfn(head + j)) | flags;
+	return true;
+}
+
+/*
+ * Put a collected folio back where it was, and release it: the end of a
+ * migration for a folio that did not move (as mvd_finish() does).
+ */
+static void mvd_put_back(struct folio *folio)
+{
+	folio_add_lru(folio);
+	remove_migration_ptes(folio, folio, 0);
+	folio_unlock(folio);
+	folio_put(folio);
+}
+
+/*
+ * For a driver that did not ask for MIGRATE_VMA_SELECT_COMPOUND: give
+ * every page of the THPs collected whole its own entry, as if they had
+ * been split before collection.  One that cannot be split is put back.
+ * Returns the new number of entries marked MIGRATE_PFN_MIGRATE.
+ */
+static unsigned long mvd_split_compounds(struct migrate_vma *mig)
+{
+	unsigned long i, moving = 0;
+
+	for (i = 0; i < mig->npages; i++) {
+		struct page *page = migrate_pfn_to_page(mig->src[i]);
+
+		if (!(mig->src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		/* After a split, the loop goes on through the new entries. */
+		if ((mig->src[i] & MIGRATE_PFN_COMPOUND) &&
+		    !mvd_split_compound(mig, i)) {
+			mvd_put_back(page_folio(page));
+			mig->src[i] = 0;
+			continue;
+		}
+		moving++;
+	}
+	return moving;
 }
 
 /*
@@ -479,7 +623,8 @@ static bool mvd_folio_movable(struct folio *folio, bool is_fault_page)
 {
 	int expected;
 
-	if (folio_test_large(folio) || folio_mapped(folio))
+	/* A large folio here is a THP collected whole (mvd_take_thp()). */
+	if (folio_mapped(folio))
 		return false;
 
 	expected = folio_expected_ref_count(folio) + 1 + is_fault_page;
@@ -670,8 +815,10 @@ static int mvd_check_args(struct migrate_vma *args)
  * owner is @args->pgmap_owner.  Each page taken is locked, removed
  * from all CPU page tables (CPU accesses wait until migrate_vma_finalize())
  * and checked for extra references; a page pinned by someone else is put
- * back.  Only anonymous memory moves.  Transparent huge pages are split
- * first.
+ * back.  Only anonymous memory moves.  A transparent huge page is split
+ * into base pages, each with its own entry, unless the driver asks for
+ * MIGRATE_VMA_SELECT_COMPOUND and the range covers the THP whole: then it
+ * gets one entry, see below.
  *
  * On return @args->src[i] describes address @args->start + i * PAGE_SIZE:
  *
@@ -683,6 +830,13 @@ static int mvd_check_args(struct migrate_vma *args)
  *   reads as zeroes, and system memory was selected; the driver may supply
  *   a page to populate the address.
  * - 0: the address does not take part.
+ * - migrate_pfn(pfn of the head page) | MIGRATE_PFN_MIGRATE |
+ *   MIGRATE_PFN_COMPOUND, plus MIGRATE_PFN_WRITE if writable, with
+ *   MIGRATE_VMA_SELECT_COMPOUND only: a PMD-mapped THP the range covers
+ *   whole and that no other page table maps, locked and unmapped; the
+ *   entries of its other pages are 0.  The driver answers with a base page
+ *   for each address (or 0 for some), and migrate_vma_pages() splits the THP
+ *   then; a compound destination is not supported yet (the THP stays).
  *
  * @args->cpages is the number of entries with MIGRATE_PFN_MIGRATE and
  * @args->npages the number of pages in the range.  An unaligned
@@ -719,7 +873,7 @@ static int mvd_check_args(struct migrate_vma *args)
  */
 int migrate_vma_setup(struct migrate_vma *args)
 {
-	unsigned long npages;
+	unsigned long npages, compound;
 	int ret;
 
 	ret = mvd_check_args(args);
@@ -733,10 +887,12 @@ int migrate_vma_setup(struct migrate_vma *args)
 	args->npages = npages;
 	args->cpages = 0;
 
-	mvd_collect(args);
+	compound = mvd_collect(args);
 	if (args->cpages)
 		args->cpages = mvd_unmap_pages(args->src, npages,
 					       args->fault_page, false);
+	if (compound && !(args->flags & MIGRATE_VMA_SELECT_COMPOUND))
+		args->cpages = mvd_split_compounds(args);
 	return 0;
 }
 EXPORT_SYMBOL(migrate_vma_setup);
@@ -899,6 +1055,28 @@ static bool mvd_move_folio(struct folio *folio, struct folio *newfolio,
 }
 
 /*
+ * A MIGRATE_PFN_COMPOUND entry at @i in migrate_vma_pages(): the driver
+ * answered with base pages (or with none for some addresses), so split the
+ * THP and let each page go its own way.  A compound destination is not
+ * supported yet, and a THP none of whose pages has a destination stays
+ * whole.  Returns whether the entry was split; if not, it does not move.
+ */
+static bool mvd_compound_to_pages(struct migrate_vma *mig, unsigned long *dst,
+				  unsigned long i)
+{
+	unsigned long j, nr;
+
+	/* Only migrate_vma_setup() collects THPs whole. */
+	if (!mig || (dst[i] & MIGRATE_PFN_COMPOUND))
+		return false;
+	nr = folio_nr_pages(page_folio(migrate_pfn_to_page(mig->src[i])));
+	for (j = 0; j < nr; j++)
+		if (dst[i + j] & MIGRATE_PFN_VALID)
+			return mvd_split_compound(mig, i);
+	return false;
+}
+
+/*
  * Third step, shared by migrate_vma_pages() and migrate_device_pages().
  * @mig is NULL for migrate_device_pages(), whose sources always have pages.
  */
@@ -911,11 +1089,17 @@ static void mvd_move_pages(unsigned long *src, unsigned long *dst,
 
 	for (i = 0; i < npages; i++) {
 		struct page *newpage = migrate_pfn_to_page(dst[i]);
-		struct page *page = migrate_pfn_to_page(src[i]);
+		struct page *page;
 		bool moved;
 
 		if (!(src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
+		if ((src[i] & MIGRATE_PFN_COMPOUND) &&
+		    !mvd_compound_to_pages(mig, dst, i)) {
+			src[i] &= ~MIGRATE_PFN_MIGRATE;
+			continue;
+		}
+		page = migrate_pfn_to_page(src[i]);
 
 		if (!newpage) {
 			moved = false;
@@ -961,6 +1145,12 @@ static void mvd_move_pages(unsigned long *src, unsigned long *dst,
  * MIGRATE_PFN_MIGRATE is cleared in @migrate->src: afterwards the entries
  * still marked are exactly the ones that moved.  An address populated by a
  * racing CPU fault since migrate_vma_setup() is left to the fault.
+ *
+ * A MIGRATE_PFN_COMPOUND entry is split here when any of its addresses has
+ * a destination page: @migrate->src then gets one entry per page, as if
+ * the THP had been split before collection.  If the THP cannot be split
+ * (somebody else holds a reference), or none of its pages has a
+ * destination, it does not move.
  *
  * Between this call and migrate_vma_finalize() both the source and the
  * destination pages stay locked and the CPU cannot reach them, so the driver

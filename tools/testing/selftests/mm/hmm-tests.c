@@ -4387,6 +4387,7 @@ struct dnr_race {
 	unsigned int	rounds;		/* of the zapping thread */
 	unsigned long	request;	/* the device thread's command */
 	int		expected_err;	/* its legitimate failure under races */
+	bool		thp;		/* a MADV_HUGEPAGE range of whole THPs */
 	pthread_barrier_t start;
 	int		stop;		/* set when the zapping thread is done */
 	/* Results, read after both threads are joined. */
@@ -4531,11 +4532,17 @@ static void *dnr_cpu_loop(void *arg)
 
 	pthread_barrier_wait(&r->start);
 	for (round = 0; round < r->rounds; round++) {
-		if (madvise(r->buf, r->n * r->ps, MADV_DONTNEED)) {
+		unsigned long from = 0;
+
+		/* Every other round zaps half of each THP, splitting its PMD. */
+		if (r->thp && round % 2 && round != r->rounds - 1)
+			from = r->n / 2;
+		if (madvise(r->buf + from * r->ps, (r->n - from) * r->ps,
+			    MADV_DONTNEED)) {
 			r->cpu_err = errno;
 			break;
 		}
-		for (i = 0; i < r->n; i++)
+		for (i = from; i < r->n; i++)
 			if (dnr_filled(round, i))
 				fill(r->buf + i * r->ps, r->ps,
 				     dnr_seed(r, round, i));
@@ -4607,8 +4614,14 @@ static void dnr_race_and_check(struct __test_metadata *_metadata,
 	size_t bytes = r->n * r->ps;
 	int line;
 
-	r->buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
-	ASSERT_NE(r->buf, MAP_FAILED);
+	if (r->thp) {
+		r->buf = map_aligned(bytes, SZ_2M);
+		ASSERT_NE(r->buf, MAP_FAILED);
+		ASSERT_EQ(madvise(r->buf, bytes, MADV_HUGEPAGE), 0);
+	} else {
+		r->buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+		ASSERT_NE(r->buf, MAP_FAILED);
+	}
 	*expect = malloc(bytes);
 	ASSERT_NE(*expect, NULL);
 	*view = malloc(bytes);
@@ -4629,18 +4642,21 @@ static void dnr_race_and_check(struct __test_metadata *_metadata,
  * what it hands back otherwise, and what the device reads, is plausible.
  * Then the device sees what the CPU sees, a quiet migration moves every
  * page with its data, and RELEASE empties the device: no device page was
- * lost or kept by the race.
+ * lost or kept by the race.  @n pages, @rounds of zapping, THPs if @thp.
  */
-TEST_F_TIMEOUT(hmm, migrate_dontneed_race, RACE_TIMEOUT)
+static void dnr_migrate_race(struct __test_metadata *_metadata,
+			     FIXTURE_DATA(hmm) *self, unsigned long n,
+			     unsigned int rounds, bool thp)
 {
-	unsigned long n = 64, bytes = n * self->ps;
+	unsigned long bytes = n * self->ps;
 	struct dnr_race r = {
 		.fd		= self->fd,
 		.n		= n,
 		.ps		= self->ps,
-		.rounds		= 200,
+		.rounds		= rounds,
 		.request	= HMM_DMIRROR_MIGRATE_TO_DEV,
 		.expected_err	= -ENOENT,
+		.thp		= thp,
 	};
 	char *expect, *view;
 	uint64_t cpages;
@@ -4658,6 +4674,21 @@ TEST_F_TIMEOUT(hmm, migrate_dontneed_race, RACE_TIMEOUT)
 	free(view);
 	free(expect);
 	munmap(r.buf, bytes);
+}
+
+TEST_F_TIMEOUT(hmm, migrate_dontneed_race, RACE_TIMEOUT)
+{
+	dnr_migrate_race(_metadata, self, 64, 200, false);
+}
+
+/*
+ * The same on a THP, which MIGRATE_TO_DEV collects whole and splits as it
+ * moves: MADV_DONTNEED zaps all of it, or half (splitting its PMD, even
+ * while it is a PMD migration entry), and the refills fault new THPs in.
+ */
+TEST_F_TIMEOUT(hmm, migrate_dontneed_race_thp, RACE_TIMEOUT)
+{
+	dnr_migrate_race(_metadata, self, SZ_2M / self->ps, 40, true);
 }
 
 /*
