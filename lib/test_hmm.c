@@ -898,6 +898,43 @@ static int hmmt_access(struct hmmt_mirror *mirror,
  * of pages moved to @count.  Pages that get no system memory stay on the
  * device and make this return -ENOMEM.
  */
+/*
+ * hmmt_forget() for the device pages a MIGRATE_TO_SYS batch is moving back
+ * (those given a destination), those recorded by @mirror in one walk of
+ * its page table under one hold of its lock; a page another mirror of the
+ * device recorded (another open file, same process) the usual way.
+ */
+static void hmmt_forget_batch(struct hmmt_mirror *mirror,
+			      struct migrate_vma *mig)
+{
+	unsigned long first = mig->start >> PAGE_SHIFT, i;
+	XA_STATE(xas, &mirror->ptab, first);
+	struct hmmt_store *store;
+	struct page *dpage;
+	void *entry;
+
+	mutex_lock(&mirror->lock);
+	xas_lock(&xas);
+	xas_for_each(&xas, entry, first + mig->npages - 1) {
+		i = xas.xa_index - first;
+		dpage = hmmt_entry_dpage(entry);
+		if (dpage && mig->dst[i] &&
+		    dpage == migrate_pfn_to_page(mig->src[i]))
+			xas_store(&xas, NULL);
+	}
+	xas_unlock(&xas);
+	mutex_unlock(&mirror->lock);
+
+	for (i = 0; i < mig->npages; i++) {
+		dpage = migrate_pfn_to_page(mig->src[i]);
+		if (!mig->dst[i])
+			continue;
+		store = dpage->zone_device_data;
+		if (store->mirror != mirror)
+			hmmt_forget(dpage);
+	}
+}
+
 static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 			     struct migrate_vma *mig, u64 *count)
 {
@@ -924,10 +961,11 @@ static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 			continue;
 		}
 		lock_page(page);
-		hmmt_copy_out(dpage, page);
+		copy_highpage(page, hmmt_backing(dpage));
 		mig->dst[i] = migrate_pfn(page_to_pfn(page)) |
 			      (mig->src[i] & MIGRATE_PFN_WRITE);
 	}
+	hmmt_forget_batch(mirror, mig);
 
 	migrate_vma_pages(mig);
 	/* migrate_vma_pages() clears MIGRATE for what it could not move. */
