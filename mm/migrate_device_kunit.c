@@ -808,9 +808,12 @@ static void mvd_test_thp_compound_stays(struct kunit *test)
 		KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
 		KUNIT_EXPECT_EQ(test, c.mig.cpages, 1);
 		/* Round 1: a compound answer, which is not supported yet. */
-		if (round)
-			c.dst[0] = migrate_pfn(page_to_pfn(mvd_copy_page(test,
-						head))) | MIGRATE_PFN_COMPOUND;
+		if (round) {
+			struct page *dpage = mvd_copy_page(test, head);
+
+			c.dst[0] = migrate_pfn(page_to_pfn(dpage)) |
+				   MIGRATE_PFN_COMPOUND;
+		}
 		migrate_vma_pages(&c.mig);
 		KUNIT_EXPECT_FALSE(test, c.src[0] & MIGRATE_PFN_MIGRATE);
 		migrate_vma_finalize(&c.mig);
