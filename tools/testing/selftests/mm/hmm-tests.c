@@ -4642,17 +4642,18 @@ static void dnr_race_and_check(struct __test_metadata *_metadata,
  * what it hands back otherwise, and what the device reads, is plausible.
  * Then the device sees what the CPU sees, a quiet migration moves every
  * page with its data, and RELEASE empties the device: no device page was
- * lost or kept by the race.  @n pages, @rounds of zapping, THPs if @thp.
+ * lost or kept by the race.  On device @fd (counter @unit), @n pages,
+ * @rounds of zapping, THPs if @thp.
  */
-static void dnr_migrate_race(struct __test_metadata *_metadata,
-			     FIXTURE_DATA(hmm) *self, unsigned long n,
-			     unsigned int rounds, bool thp)
+static void dnr_migrate_race(struct __test_metadata *_metadata, int fd,
+			     int unit, unsigned long n, unsigned int rounds,
+			     bool thp)
 {
-	unsigned long bytes = n * self->ps;
+	unsigned long bytes = n * psize();
 	struct dnr_race r = {
-		.fd		= self->fd,
+		.fd		= fd,
 		.n		= n,
-		.ps		= self->ps,
+		.ps		= psize(),
 		.rounds		= rounds,
 		.request	= HMM_DMIRROR_MIGRATE_TO_DEV,
 		.expected_err	= -ENOENT,
@@ -4663,12 +4664,12 @@ static void dnr_migrate_race(struct __test_metadata *_metadata,
 
 	dnr_race_and_check(_metadata, &r, "MIGRATE_TO_DEV", &expect, &view);
 
-	ASSERT_EQ(to_device(self->fd, r.buf, view, n, &cpages), 0);
+	ASSERT_EQ(to_device(fd, r.buf, view, n, &cpages), 0);
 	ASSERT_EQ(cpages, n);
 	ASSERT_EQ(memcmp(view, expect, bytes), 0);
-	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, r.buf, NULL, n, NULL),
+	ASSERT_EQ(dmirror(fd, HMM_DMIRROR_RELEASE, r.buf, NULL, n, NULL),
 		  0);
-	ASSERT_EQ(pages_on_unit(self->unit), 0);
+	ASSERT_EQ(pages_on_unit(unit), 0);
 	ASSERT_EQ(memcmp(r.buf, expect, bytes), 0);
 
 	free(view);
@@ -4678,7 +4679,7 @@ static void dnr_migrate_race(struct __test_metadata *_metadata,
 
 TEST_F_TIMEOUT(hmm, migrate_dontneed_race, RACE_TIMEOUT)
 {
-	dnr_migrate_race(_metadata, self, 64, 200, false);
+	dnr_migrate_race(_metadata, self->fd, self->unit, 64, 200, false);
 }
 
 /*
@@ -4688,7 +4689,8 @@ TEST_F_TIMEOUT(hmm, migrate_dontneed_race, RACE_TIMEOUT)
  */
 TEST_F_TIMEOUT(hmm, migrate_dontneed_race_thp, RACE_TIMEOUT)
 {
-	dnr_migrate_race(_metadata, self, SZ_2M / self->ps, 40, true);
+	dnr_migrate_race(_metadata, self->fd, self->unit, SZ_2M / self->ps,
+			 40, true);
 }
 
 /*
