@@ -784,7 +784,7 @@ static int hmmt_to_dev_prepare(struct hmmt_mirror *mirror,
 	unsigned long i, j, nr;
 	int ret = 0;
 
-	memset(mig->dst, 0, mig->npages * sizeof(*mig->dst));
+	/* migrate_vma_setup() has cleared mig->dst. */
 	for (i = 0; i < mig->npages; i += nr) {
 		unsigned long src = mig->src[i];
 		struct page *spage = migrate_pfn_to_page(src);
