@@ -315,31 +315,105 @@ static void *hmmt_pfn_entry(unsigned long pfn, bool writable)
 	return xa_mk_value(pfn << 1 | (writable ? HMMT_PFN_WRITE : 0));
 }
 
-/* The device page a migration record names, or NULL for other entries. */
+/*
+ * The device page a migration record names, or NULL for other entries and
+ * for the reservations that xas_*() walks return as XA_ZERO_ENTRY.
+ */
 static struct page *hmmt_entry_dpage(void *entry)
 {
-	if (!entry || xa_is_value(entry))
+	if (!entry || xa_is_value(entry) || xa_is_zero(entry))
 		return NULL;
 	return entry;
 }
 
 /*
  * Drop the mirror entries of the virtual range [start, end); with
- * @keep_records, the migration records stay.
+ * @keep_records, the migration records stay.  Reservations stay too: their
+ * owner gives them back.  One walk under the xarray lock, which is let go
+ * every XA_CHECK_SCHED entries so that a huge range does not hold it long.
  */
 static void hmmt_ptab_drop(struct hmmt_mirror *mirror, unsigned long start,
 			   unsigned long end, bool keep_records)
 {
-	unsigned long vpfn;
+	XA_STATE(xas, &mirror->ptab, start >> PAGE_SHIFT);
+	unsigned int seen = 0;
 	void *entry;
 
 	lockdep_assert_held(&mirror->lock);
-	xa_for_each_range(&mirror->ptab, vpfn, entry, start >> PAGE_SHIFT,
-			  (end - 1) >> PAGE_SHIFT) {
-		if (keep_records && !xa_is_value(entry))
+	xas_lock(&xas);
+	xas_for_each(&xas, entry, (end - 1) >> PAGE_SHIFT) {
+		if (!xa_is_zero(entry) && (!keep_records || xa_is_value(entry)))
+			xas_store(&xas, NULL);
+		if (++seen % XA_CHECK_SCHED)
 			continue;
-		xa_erase(&mirror->ptab, vpfn);
+		xas_pause(&xas);
+		xas_unlock(&xas);
+		xas_lock(&xas);
 	}
+	xas_unlock(&xas);
+}
+
+/*
+ * Reserve the empty mirror slots of [@vpfn, @vpfn + @nr), so that filling
+ * them later under the mirror lock does not have to allocate; slots in use
+ * stay as they are.  One walk under the xarray lock for the whole range:
+ * when a node is missing, the walk stops, allocates it with the lock
+ * dropped (xas_nomem()) and goes on where it stopped.
+ */
+static int hmmt_ptab_reserve(struct hmmt_mirror *mirror, unsigned long vpfn,
+			     unsigned long nr)
+{
+	XA_STATE(xas, &mirror->ptab, vpfn);
+	unsigned long i = 0;
+
+	do {
+		xas_lock(&xas);
+		for (; i < nr; i++) {
+			xas_set(&xas, vpfn + i);
+			if (!xas_load(&xas))
+				xas_store(&xas, XA_ZERO_ENTRY);
+			if (xas_error(&xas))
+				break;
+		}
+		xas_unlock(&xas);
+	} while (xas_nomem(&xas, GFP_KERNEL));
+	return xas_error(&xas);
+}
+
+/* Give back slot @vpfn if it is still only reserved; xarray lock held. */
+static void hmmt_ptab_release(struct xa_state *xas, unsigned long vpfn)
+{
+	xas_set(xas, vpfn);
+	if (xa_is_zero(xas_load(xas)))
+		xas_store(xas, NULL);
+}
+
+/* Give back the reservations hmmt_ptab_reserve() left unused in a range. */
+static void hmmt_ptab_unreserve(struct hmmt_mirror *mirror,
+				unsigned long vpfn, unsigned long nr)
+{
+	XA_STATE(xas, &mirror->ptab, vpfn);
+	unsigned long i;
+
+	xas_lock(&xas);
+	for (i = 0; i < nr; i++)
+		hmmt_ptab_release(&xas, vpfn + i);
+	xas_unlock(&xas);
+}
+
+/*
+ * Store @entry at @vpfn, with the xarray lock held: into a slot reserved
+ * by hmmt_ptab_reserve(), normally.  The reservation can be gone if a
+ * concurrent batch on the same range gave it back; then xas_store() tries
+ * an allocation that does not sleep, and this may fail with -ENOMEM.
+ * Leaves @xas on the slot for the caller to set its marks.
+ */
+static int hmmt_ptab_store(struct xa_state *xas, unsigned long vpfn,
+			   void *entry)
+{
+	xas_set(xas, vpfn);
+	xas_store(xas, entry);
+	return xas_error(xas);
 }
 
 /*
@@ -750,14 +824,9 @@ static int hmmt_to_dev_one(struct hmmt_mirror *mirror,
 	unsigned long vpfn = (mig->start >> PAGE_SHIFT) + i;
 	struct page *dpage;
 
-	/* Room for the mirror entry, while we may still sleep. */
-	if (xa_reserve(&mirror->ptab, vpfn, GFP_KERNEL))
-		return -ENOMEM;
 	dpage = hmmt_dpage_alloc(mirror, vpfn);
-	if (!dpage) {
-		xa_release(&mirror->ptab, vpfn);
+	if (!dpage)
 		return -ENOMEM;
-	}
 
 	if (spage)
 		copy_highpage(hmmt_backing(dpage), spage);
@@ -782,9 +851,16 @@ static int hmmt_to_dev_prepare(struct hmmt_mirror *mirror,
 			       struct migrate_vma *mig)
 {
 	unsigned long i, j, nr;
-	int ret = 0;
+	int ret;
 
-	/* migrate_vma_setup() has cleared mig->dst. */
+	/*
+	 * Room in the mirror for the whole batch, while we may still sleep;
+	 * hmmt_to_dev_record() gives back what it does not use.  Without it
+	 * nothing moves: migrate_vma_setup() has cleared mig->dst.
+	 */
+	ret = hmmt_ptab_reserve(mirror, mig->start >> PAGE_SHIFT, mig->npages);
+	if (ret)
+		return ret;
 	for (i = 0; i < mig->npages; i += nr) {
 		unsigned long src = mig->src[i];
 		struct page *spage = migrate_pfn_to_page(src);
@@ -811,26 +887,25 @@ static int hmmt_to_dev_prepare(struct hmmt_mirror *mirror,
 }
 
 /*
- * Record the pages of a batch that made it to the device in the mirror and
- * close the batch's in-flight window @win.  Called between
- * migrate_vma_pages() and migrate_vma_finalize(), see the comment above
- * struct hmmt_mirror.
+ * Record the pages of a batch that made it to the device in the mirror,
+ * give back the slots hmmt_to_dev_prepare() reserved for the others, and
+ * close the batch's in-flight window @win.  One walk of the mirror under
+ * its xarray lock.  Called between migrate_vma_pages() and
+ * migrate_vma_finalize(), see the comment above struct hmmt_mirror.
  */
 static int hmmt_to_dev_record(struct hmmt_mirror *mirror,
 			      struct migrate_vma *mig,
 			      struct hmmt_inflight *win)
 {
-	unsigned long vpfn = mig->start >> PAGE_SHIFT;
+	unsigned long first = mig->start >> PAGE_SHIFT, i;
+	XA_STATE(xas, &mirror->ptab, first);
 	int ret = 0;
-	unsigned long i;
 
 	mutex_lock(&mirror->lock);
-	for (i = 0; i < mig->npages; i++, vpfn++) {
+	xas_lock(&xas);
+	for (i = 0; i < mig->npages; i++) {
 		struct page *dpage = migrate_pfn_to_page(mig->dst[i]);
-		void *entry;
 
-		if (!dpage)
-			continue;
 		/*
 		 * Not migrated after all, finalize frees dpage; or maybe
 		 * zapped meanwhile, and then finalize finds no entry to map
@@ -839,24 +914,22 @@ static int hmmt_to_dev_record(struct hmmt_mirror *mirror,
 		 * device reaches it through hmm_range_fault(), and
 		 * MIGRATE_TO_DEV reports it missing this time.
 		 */
-		if (!(mig->src[i] & MIGRATE_PFN_MIGRATE) ||
-		    hmmt_inflight_changed(win, vpfn << PAGE_SHIFT)) {
-			xa_release(&mirror->ptab, vpfn);
+		if (!dpage || !(mig->src[i] & MIGRATE_PFN_MIGRATE) ||
+		    hmmt_inflight_changed(win, mig->start + i * PAGE_SIZE)) {
+			hmmt_ptab_release(&xas, first + i);
 			continue;
 		}
-		entry = dpage;
-		/* The slot was reserved: this does not allocate. */
-		if (xa_is_err(xa_store(&mirror->ptab, vpfn, entry,
-				       GFP_NOWAIT | __GFP_NOWARN))) {
+		if (hmmt_ptab_store(&xas, first + i, dpage)) {
 			ret = -ENOMEM;
 			continue;
 		}
 		if (mig->dst[i] & MIGRATE_PFN_WRITE)
-			xa_set_mark(&mirror->ptab, vpfn, HMMT_MARK_WRITE);
+			xas_set_mark(&xas, HMMT_MARK_WRITE);
 		else
-			xa_clear_mark(&mirror->ptab, vpfn, HMMT_MARK_WRITE);
-		xa_clear_mark(&mirror->ptab, vpfn, HMMT_MARK_EXCLUSIVE);
+			xas_clear_mark(&xas, HMMT_MARK_WRITE);
+		xas_clear_mark(&xas, HMMT_MARK_EXCLUSIVE);
 	}
+	xas_unlock(&xas);
 	hmmt_inflight_close(mirror, win);
 	mutex_unlock(&mirror->lock);
 	return ret;
@@ -1328,45 +1401,50 @@ static int hmmt_ptab_fill(struct hmmt_mirror *mirror,
 {
 	unsigned long npages = (range->end - range->start) >> PAGE_SHIFT;
 	unsigned long vpfn = range->start >> PAGE_SHIFT;
+	XA_STATE(xas, &mirror->ptab, vpfn);
 	unsigned long i;
+	int ret = 0;
 
 	lockdep_assert_held(&mirror->lock);
-	for (i = 0; i < npages; i++) {
+	xas_lock(&xas);
+	for (i = 0; i < npages && !ret; i++) {
 		unsigned long hpfn = range->hmm_pfns[i];
 		bool writable = hpfn & HMM_PFN_WRITE;
 		bool own = false;
 		struct page *page;
-		void *old;
 
 		/*
 		 * Having asked for a fault, success means every entry is
 		 * valid.  Do not take that on trust: an entry the device
 		 * cannot use would have the caller fault again and again.
 		 */
-		if (!(hpfn & HMM_PFN_VALID) || (hpfn & HMM_PFN_ERROR))
-			return -EFAULT;
+		if (!(hpfn & HMM_PFN_VALID) || (hpfn & HMM_PFN_ERROR)) {
+			ret = -EFAULT;
+			break;
+		}
 		page = hmm_pfn_to_page(hpfn);
 		if (is_device_private_page(page)) {
 			/* Others' device memory is faulted back, not shown. */
-			if (page->pgmap->owner != mirror->hdev)
-				return -EFAULT;
+			if (page->pgmap->owner != mirror->hdev) {
+				ret = -EFAULT;
+				break;
+			}
 			own = true;
 		}
 		if (write && !writable) {
-			if (!own)
-				return -EFAULT;
-			*unshare = range->start + (i << PAGE_SHIFT);
-			return -EAGAIN;
+			ret = -EFAULT;
+			if (own) {
+				*unshare = range->start + (i << PAGE_SHIFT);
+				ret = -EAGAIN;
+			}
+			break;
 		}
-
-		/* The slot was reserved beforehand: normally no allocation. */
-		old = xa_store(&mirror->ptab, vpfn + i,
-			       hmmt_pfn_entry(page_to_pfn(page), writable),
-			       GFP_NOWAIT | __GFP_NOWARN);
-		if (xa_is_err(old))
-			return xa_err(old);
+		ret = hmmt_ptab_store(&xas, vpfn + i,
+				      hmmt_pfn_entry(page_to_pfn(page),
+						     writable));
 	}
-	return 0;
+	xas_unlock(&xas);
+	return ret;
 }
 
 /*
@@ -1425,13 +1503,11 @@ static int hmmt_mirror_chunk(struct hmmt_mirror *mirror,
 {
 	unsigned long npages = (range->end - range->start) >> PAGE_SHIFT;
 	unsigned long vpfn = range->start >> PAGE_SHIFT;
-	unsigned long i, unshare = 0;
+	unsigned long unshare = 0;
 	unsigned int tries = 0;
-	int ret = 0;
+	int ret;
 
-	for (i = 0; i < npages && !ret; i++)
-		ret = xa_reserve(&mirror->ptab, vpfn + i, GFP_KERNEL);
-
+	ret = hmmt_ptab_reserve(mirror, vpfn, npages);
 	while (!ret) {
 		ret = hmmt_range_fault_locked(mirror, range);
 		if (ret)
@@ -1448,8 +1524,7 @@ static int hmmt_mirror_chunk(struct hmmt_mirror *mirror,
 		ret = hmmt_unshare(mirror, unshare, range->end);
 	}
 
-	for (i = 0; i < npages; i++)
-		xa_release(&mirror->ptab, vpfn + i);
+	hmmt_ptab_unreserve(mirror, vpfn, npages);
 	return ret;
 }
 
@@ -1582,7 +1657,7 @@ static bool hmmt_mirror_own_page(struct hmmt_mirror *mirror,
 
 	if (!mmget_not_zero(mm))
 		return false;
-	if (xa_reserve(&mirror->ptab, vpfn, GFP_KERNEL))
+	if (hmmt_ptab_reserve(mirror, vpfn, 1))
 		goto out_mmput;
 	if (hmmt_range_fault_locked(mirror, &range))
 		goto out_release;
@@ -1596,7 +1671,7 @@ static bool hmmt_mirror_own_page(struct hmmt_mirror *mirror,
 	}
 	mutex_unlock(&mirror->lock);
 out_release:
-	xa_release(&mirror->ptab, vpfn);
+	hmmt_ptab_unreserve(mirror, vpfn, 1);
 out_mmput:
 	mmput(mm);
 	return own;
@@ -1807,11 +1882,11 @@ static int hmmt_exclusive_chunk(struct hmmt_mirror *mirror,
 	struct mm_struct *mm = mirror->notifier.mm;
 	struct page *pages[HMMT_MIRROR_PAGES];
 	unsigned long i, recorded = 0;
-	int ret = 0, got;
+	XA_STATE(xas, &mirror->ptab, vpfn);
+	int ret, got;
 
 	/* Reserve the slots now: no allocation under the mirror lock. */
-	for (i = 0; i < npages && !ret; i++)
-		ret = xa_reserve(&mirror->ptab, vpfn + i, GFP_KERNEL);
+	ret = hmmt_ptab_reserve(mirror, vpfn, npages);
 
 	while (!ret) {
 		struct hmmt_inflight win;
@@ -1844,22 +1919,17 @@ static int hmmt_exclusive_chunk(struct hmmt_mirror *mirror,
 		mutex_lock(&mirror->lock);
 		changed = win.dirty_start < win.dirty_end;
 		hmmt_inflight_close(mirror, &win);
+		xas_lock(&xas);
 		for (i = 0; !changed && i < got; i++) {
-			unsigned long pfn;
-			void *old;
-
-			if (!pages[i])
+			if (!pages[i] ||
+			    hmmt_ptab_store(&xas, vpfn + i,
+					    hmmt_pfn_entry(page_to_pfn(pages[i]),
+							   true)))
 				continue;
-			pfn = page_to_pfn(pages[i]);
-			old = xa_store(&mirror->ptab, vpfn + i,
-				       hmmt_pfn_entry(pfn, true),
-				       GFP_NOWAIT | __GFP_NOWARN);
-			if (xa_is_err(old))
-				continue;
-			xa_set_mark(&mirror->ptab, vpfn + i,
-				    HMMT_MARK_EXCLUSIVE);
+			xas_set_mark(&xas, HMMT_MARK_EXCLUSIVE);
 			recorded++;
 		}
+		xas_unlock(&xas);
 		mutex_unlock(&mirror->lock);
 
 		/* From here on a CPU access revokes the device's access. */
@@ -1878,8 +1948,7 @@ static int hmmt_exclusive_chunk(struct hmmt_mirror *mirror,
 
 	if (!ret && recorded < npages)
 		ret = -EBUSY;
-	for (i = 0; i < npages; i++)
-		xa_release(&mirror->ptab, vpfn + i);
+	hmmt_ptab_unreserve(mirror, vpfn, npages);
 	return ret;
 }
 
