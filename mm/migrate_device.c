@@ -574,14 +574,21 @@ static bool mvd_split_compound(struct migrate_vma *mig, unsigned long i)
 }
 
 /*
- * Put a collected folio back where it was, and release it: the end of a
- * migration for a folio that did not move (as mvd_finish() does).
+ * The end of a migration for one unmapped, locked folio: its migration
+ * entries become mappings of @target, the destination it moved to or the
+ * folio itself.  A system @target goes on the LRU before its mappings
+ * return, so that an mlocked one gets its mlock count rebuilt.  Drops the
+ * collection's reference on @folio, and its lock unless @keep_locked (the
+ * fault page, whose lock belongs to the fault handler).
  */
-static void mvd_put_back(struct folio *folio)
+static void mvd_put_back(struct folio *folio, struct folio *target,
+			 bool keep_locked)
 {
-	folio_add_lru(folio);
-	remove_migration_ptes(folio, folio, 0);
-	folio_unlock(folio);
+	if (!folio_is_zone_device(target))
+		folio_add_lru(target);
+	remove_migration_ptes(folio, target, 0);
+	if (!keep_locked)
+		folio_unlock(folio);
 	folio_put(folio);
 }
 
@@ -603,7 +610,8 @@ static unsigned long mvd_split_compounds(struct migrate_vma *mig)
 		/* After a split, the loop goes on through the new entries. */
 		if ((mig->src[i] & MIGRATE_PFN_COMPOUND) &&
 		    !mvd_split_compound(mig, i)) {
-			mvd_put_back(page_folio(page));
+			mvd_put_back(page_folio(page), page_folio(page),
+				     false);
 			mig->src[i] = 0;
 			continue;
 		}
@@ -1184,26 +1192,19 @@ static void mvd_finish(unsigned long *src, unsigned long *dst,
 		struct page *page = migrate_pfn_to_page(src[i]);
 		struct folio *newfolio = newpage ? page_folio(newpage) : NULL;
 		struct folio *folio, *target;
+		struct anon_vma *anon_vma;
 
 		if (page) {
 			folio = page_folio(page);
 			target = folio;
 			if (newfolio && (src[i] & MIGRATE_PFN_MIGRATE))
 				target = newfolio;
+			/* Pinned by mvd_unmap_folio(), still valid after. */
+			anon_vma = evict ? folio_anon_vma(folio) : NULL;
 
-			/*
-			 * Onto the LRU before the mappings come back, so that
-			 * an mlocked page gets its mlock count rebuilt.
-			 */
-			if (!folio_is_zone_device(target))
-				folio_add_lru(target);
-			remove_migration_ptes(folio, target, 0);
-			if (evict)
-				put_anon_vma(folio_anon_vma(folio));
-
-			if (page != fault_page)
-				folio_unlock(folio);
-			folio_put(folio);
+			mvd_put_back(folio, target, page == fault_page);
+			if (anon_vma)
+				put_anon_vma(anon_vma);
 		}
 
 		/*
