@@ -189,6 +189,32 @@ static void mvd_unlock(void)
 	mmap_read_unlock(current->mm);
 }
 
+/*
+ * The rest of a migration of all @nr entries of @c to new system pages,
+ * once the caller has checked what migrate_vma_setup() collected: copy,
+ * migrate, finalize and unlock, then expect every address to map its new
+ * page and still hold pattern @seed.
+ */
+static void mvd_move_to_new(struct kunit *test, struct mvd_ctx *c,
+			    struct page **new, unsigned long nr,
+			    unsigned int seed)
+{
+	unsigned long i, start = c->mig.start;
+
+	KUNIT_EXPECT_EQ(test, mvd_copy_to_new_pages(test, &c->mig, new), nr);
+	migrate_vma_pages(&c->mig);
+	for (i = 0; i < nr; i++)
+		KUNIT_EXPECT_TRUE(test, c->src[i] & MIGRATE_PFN_MIGRATE);
+	migrate_vma_finalize(&c->mig);
+	mvd_unlock();
+
+	for (i = 0; i < nr; i++) {
+		mvd_expect_user(test, start, i, seed);
+		KUNIT_EXPECT_PTR_EQ(test, mvd_page_at(start + i * PAGE_SIZE),
+				    new[i]);
+	}
+}
+
 /* ----- argument validation ----- */
 
 struct mvd_bad_args_case {
@@ -335,18 +361,7 @@ static void mvd_test_system_to_system(struct kunit *test)
 		KUNIT_EXPECT_TRUE(test, c.src[i] & MIGRATE_PFN_MIGRATE);
 		KUNIT_EXPECT_TRUE(test, c.src[i] & MIGRATE_PFN_WRITE);
 	}
-	KUNIT_EXPECT_EQ(test, mvd_copy_to_new_pages(test, &c.mig, new), npages);
-	migrate_vma_pages(&c.mig);
-	for (i = 0; i < npages; i++)
-		KUNIT_EXPECT_TRUE(test, c.src[i] & MIGRATE_PFN_MIGRATE);
-	migrate_vma_finalize(&c.mig);
-	mvd_unlock();
-
-	for (i = 0; i < npages; i++) {
-		mvd_expect_user(test, c.addr, i, 2);
-		KUNIT_EXPECT_PTR_EQ(test, mvd_page_at(c.addr + i * PAGE_SIZE),
-				    new[i]);
-	}
+	mvd_move_to_new(test, &c, new, npages, 2);
 	/* The new pages are ordinary, writable anonymous memory. */
 	mvd_fill_user(test, c.addr, 0, npages, 3);
 	for (i = 0; i < npages; i++)
@@ -723,18 +738,7 @@ static void mvd_test_thp_whole(struct kunit *test)
 		KUNIT_EXPECT_EQ(test, c.src[i],
 				migrate_pfn(page_to_pfn(head) + i) |
 				MIGRATE_PFN_MIGRATE | MIGRATE_PFN_WRITE);
-	KUNIT_EXPECT_EQ(test, mvd_copy_to_new_pages(test, &c.mig, new), nr);
-	migrate_vma_pages(&c.mig);
-	for (i = 0; i < nr; i++)
-		KUNIT_EXPECT_TRUE(test, c.src[i] & MIGRATE_PFN_MIGRATE);
-	migrate_vma_finalize(&c.mig);
-	mvd_unlock();
-
-	for (i = 0; i < nr; i++) {
-		KUNIT_EXPECT_PTR_EQ(test, new[i],
-				    mvd_page_at(c.mig.start + i * PAGE_SIZE));
-		mvd_expect_user(test, c.mig.start, i, 21);
-	}
+	mvd_move_to_new(test, &c, new, nr, 21);
 }
 
 /*
@@ -935,16 +939,7 @@ static void mvd_test_fault_page_outside(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, c.mig.cpages, npages);
 	for (i = 0; i < npages; i++)
 		KUNIT_EXPECT_TRUE(test, c.src[i] & MIGRATE_PFN_MIGRATE);
-	KUNIT_EXPECT_EQ(test, mvd_copy_to_new_pages(test, &c.mig, new), npages);
-	migrate_vma_pages(&c.mig);
-	migrate_vma_finalize(&c.mig);
-	mvd_unlock();
-
-	for (i = 0; i < npages; i++) {
-		mvd_expect_user(test, c.addr, i, 12);
-		KUNIT_EXPECT_PTR_EQ(test, mvd_page_at(c.addr + i * PAGE_SIZE),
-				    new[i]);
-	}
+	mvd_move_to_new(test, &c, new, npages, 12);
 	KUNIT_EXPECT_TRUE(test, PageLocked(fault_page));
 	KUNIT_EXPECT_EQ(test, page_ref_count(fault_page), refs);
 }
