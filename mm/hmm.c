@@ -449,10 +449,16 @@ static int hmm_walk_ptes(struct hmm_walk_state *ws, pmd_t *pmdp,
 		return 0;
 	}
 	for (ptep = first; addr < end; addr += PAGE_SIZE, ptep++) {
+		pte_t pte = ptep_get(ptep);
 		unsigned long val;
 
-		verdict = hmm_pte_verdict(ws, walk->vma, addr, ptep_get(ptep),
-					  &val);
+		/*
+		 * With one request for the whole range, an empty PTE inside a
+		 * run needs the fault as well: spare it the verdict.
+		 */
+		if (in_run && !ws->range->pfn_flags_mask && pte_none(pte))
+			continue;
+		verdict = hmm_pte_verdict(ws, walk->vma, addr, pte, &val);
 		if (verdict == HMM_NEEDS_FAULT) {
 			if (!in_run)
 				ws->run_start = addr;
