@@ -192,8 +192,8 @@ struct hmmt_device {
  * freed or reused: by the mmu notifier for every change of the CPU page
  * table that the device did not start itself, and by the code that
  * migrates a page back, which looks the entry up through the page's
- * hmmt_store.  A reader holding @lock may therefore use the page and its
- * backing store.
+ * owner (hmmt_page_owner()).  A reader holding @lock may therefore use the
+ * page and its backing store.
  *
  * Mirrored pages (xarray values) record the pfn that hmm_range_fault()
  * found mapped at the address, a system page or one of this device's
@@ -207,7 +207,7 @@ struct hmmt_device {
  * freed, and may be accessed -- under @lock only; no reference is taken.
  *
  * The mirror is reference counted: the file holds one reference and every
- * device page that records it in its hmmt_store holds one, because such a
+ * device page that names it as its owner holds one, because such a
  * page can outlive the file (closing the file leaves the process's pages on
  * the device, and they find their way back on the next CPU access).
  */
@@ -250,12 +250,19 @@ struct hmmt_inflight {
 	unsigned long		dirty_end;
 };
 
-/* What a handed-out device page carries in page->zone_device_data. */
-struct hmmt_store {
-	/* the "device memory": the page itself if the CPU can address it */
-	struct page		*backing;
-	struct hmmt_mirror	*mirror;	/* mirror that migrated it here */
-	unsigned long		vpfn;		/* its index in mirror->ptab */
+/*
+ * The owner of a handed-out device page: the mirror that migrated it here
+ * (the page holds a reference on it) and the virtual page it holds there,
+ * its index in mirror->ptab.  A device-private page keeps its data in a
+ * system page of ours, which nothing else maps or puts on an LRU, so that
+ * page carries the owner too, in ->private and ->index; the device page's
+ * ->zone_device_data points to it.  A device-coherent page holds its data
+ * itself and is mapped like any anonymous page: its ->zone_device_data
+ * points to a struct hmmt_owner.
+ */
+struct hmmt_owner {
+	struct hmmt_mirror	*mirror;
+	unsigned long		vpfn;
 };
 
 /* Source and destination arrays of one migration batch. */
@@ -527,6 +534,31 @@ static bool hmmt_inflight_changed(const struct hmmt_inflight *win,
 	return addr < win->dirty_end && addr + PAGE_SIZE > win->dirty_start;
 }
 
+/* The page holding the data of device page @dpage. */
+static struct page *hmmt_backing(struct page *dpage)
+{
+	return is_device_private_page(dpage) ? dpage->zone_device_data : dpage;
+}
+
+/*
+ * The owner of a handed-out device page, see struct hmmt_owner: returns
+ * the mirror and sets @vpfn.
+ */
+static struct hmmt_mirror *hmmt_page_owner(struct page *dpage,
+					   unsigned long *vpfn)
+{
+	struct hmmt_owner *owner = dpage->zone_device_data;
+	struct page *backing;
+
+	if (is_device_private_page(dpage)) {
+		backing = dpage->zone_device_data;
+		*vpfn = backing->index;
+		return (struct hmmt_mirror *)page_private(backing);
+	}
+	*vpfn = owner->vpfn;
+	return owner->mirror;
+}
+
 /*
  * @dpage is leaving the device: forget it in the mirror that recorded it.
  * Only an entry still naming @dpage is dropped; the caller holds @dpage
@@ -534,12 +566,12 @@ static bool hmmt_inflight_changed(const struct hmmt_inflight *win,
  */
 static void hmmt_forget(struct page *dpage)
 {
-	struct hmmt_store *store = dpage->zone_device_data;
-	struct hmmt_mirror *mirror = store->mirror;
+	unsigned long vpfn;
+	struct hmmt_mirror *mirror = hmmt_page_owner(dpage, &vpfn);
 
 	mutex_lock(&mirror->lock);
-	if (hmmt_entry_dpage(xa_load(&mirror->ptab, store->vpfn)) == dpage)
-		xa_erase(&mirror->ptab, store->vpfn);
+	if (hmmt_entry_dpage(xa_load(&mirror->ptab, vpfn)) == dpage)
+		xa_erase(&mirror->ptab, vpfn);
 	mutex_unlock(&mirror->lock);
 }
 
@@ -725,48 +757,42 @@ static struct page *hmmt_dpage_alloc(struct hmmt_mirror *mirror,
 				     unsigned long vpfn)
 {
 	struct hmmt_device *hdev = mirror->hdev;
-	struct hmmt_store *store;
-	struct page *dpage;
-
-	store = kmalloc(sizeof(*store), GFP_KERNEL);
-	if (!store)
-		return NULL;
-	store->backing = NULL;
-	if (!hmmt_coherent(hdev)) {
-		store->backing = alloc_page(GFP_HIGHUSER);
-		if (!store->backing)
-			goto out_store;
-	}
+	struct hmmt_owner *owner;
+	struct page *dpage, *backing;
+	void *data;
 
 	dpage = hmmt_pool_take(hdev);
 	while (!dpage) {
 		if (hmmt_chunk_add(hdev))
-			goto out_backing;
+			return NULL;
 		dpage = hmmt_pool_take(hdev);
 	}
 
-	if (!store->backing)
-		store->backing = dpage;
+	/* See struct hmmt_owner. */
+	if (hmmt_coherent(hdev)) {
+		owner = kmalloc(sizeof(*owner), GFP_KERNEL);
+		if (owner) {
+			owner->mirror = mirror;
+			owner->vpfn = vpfn;
+		}
+		data = owner;
+	} else {
+		backing = alloc_page(GFP_HIGHUSER);
+		if (backing) {
+			set_page_private(backing, (unsigned long)mirror);
+			backing->index = vpfn;
+		}
+		data = backing;
+	}
+	if (!data) {
+		hmmt_pool_give(dpage);
+		return NULL;
+	}
+
 	kref_get(&mirror->ref);
-	store->mirror = mirror;
-	store->vpfn = vpfn;
-	dpage->zone_device_data = store;
+	dpage->zone_device_data = data;
 	zone_device_page_init(dpage);
 	return dpage;
-
-out_backing:
-	if (store->backing)
-		__free_page(store->backing);
-out_store:
-	kfree(store);
-	return NULL;
-}
-
-static struct page *hmmt_backing(struct page *dpage)
-{
-	struct hmmt_store *store = dpage->zone_device_data;
-
-	return store->backing;
 }
 
 /*
@@ -775,14 +801,19 @@ static struct page *hmmt_backing(struct page *dpage)
  */
 static void hmmt_page_free(struct page *dpage)
 {
-	struct hmmt_store *store = dpage->zone_device_data;
+	struct hmmt_mirror *mirror;
+	unsigned long vpfn;
 
-	dpage->zone_device_data = NULL;
-	if (store) {
-		if (store->backing != dpage)
-			__free_page(store->backing);
-		hmmt_mirror_put(store->mirror);
-		kfree(store);
+	if (dpage->zone_device_data) {
+		mirror = hmmt_page_owner(dpage, &vpfn);
+		if (is_device_private_page(dpage)) {
+			set_page_private(hmmt_backing(dpage), 0);
+			__free_page(hmmt_backing(dpage));
+		} else {
+			kfree(dpage->zone_device_data);
+		}
+		dpage->zone_device_data = NULL;
+		hmmt_mirror_put(mirror);
 	}
 	hmmt_pool_give(dpage);
 }
@@ -982,8 +1013,8 @@ static void hmmt_forget_batch(struct hmmt_mirror *mirror,
 {
 	unsigned long first = mig->start >> PAGE_SHIFT, i;
 	XA_STATE(xas, &mirror->ptab, first);
-	struct hmmt_store *store;
 	struct page *dpage;
+	unsigned long vpfn;
 	void *entry;
 
 	mutex_lock(&mirror->lock);
@@ -1002,8 +1033,7 @@ static void hmmt_forget_batch(struct hmmt_mirror *mirror,
 		dpage = migrate_pfn_to_page(mig->src[i]);
 		if (!mig->dst[i])
 			continue;
-		store = dpage->zone_device_data;
-		if (store->mirror != mirror)
+		if (hmmt_page_owner(dpage, &vpfn) != mirror)
 			hmmt_forget(dpage);
 	}
 }
