@@ -5834,6 +5834,64 @@ TEST_F_TIMEOUT(hmm, exit_during_migration, RACE_TIMEOUT)
 }
 
 /*
+ * Eight threads sharing one mirror migrate the same range, which crosses a
+ * PMD boundary (two batches), to the device and read it there, every other
+ * one moving it back each round too, while the CPU reads it: batches of
+ * different threads reserve, fill and give back the same mirror slots.
+ * The data is never wrong, every failure is one a race explains, and no
+ * device page is left once the range is gone.
+ */
+TEST_F_TIMEOUT(hmm, one_mirror_threads_race, RACE_TIMEOUT)
+{
+	unsigned long n = 96, bytes = n * self->ps, reads = 0;
+	long before = pages_on_unit(self->unit);
+	pthread_barrier_t start;
+	struct migrator m[8];
+	pthread_t tid[8];
+	char *map, *buf;
+	bool done;
+	int t;
+
+	ASSERT_GE(before, 0);
+	map = map_aligned(2 * SZ_2M, SZ_2M);
+	ASSERT_NE(map, MAP_FAILED);
+	buf = map + SZ_2M - bytes / 2;
+	fill(buf, bytes, 730);
+	ASSERT_EQ(pthread_barrier_init(&start, NULL, 9), 0);
+	for (t = 0; t < 8; t++) {
+		m[t] = (struct migrator) {
+			.fd = self->fd, .buf = buf, .n = n, .ps = self->ps,
+			.seed = 730, .both_ways = t & 1, .max_rounds = 10,
+			.start = &start, .wrong = -1,
+		};
+		ASSERT_EQ(pthread_create(&tid[t], NULL, migrate_loop, &m[t]),
+			  0);
+	}
+	pthread_barrier_wait(&start);
+	do {
+		ASSERT_EQ(verify(buf, bytes, 730), -1);
+		usleep(500);
+		done = true;
+		for (t = 0; t < 8; t++)
+			done &= __atomic_load_n(&m[t].done, __ATOMIC_ACQUIRE);
+	} while (!done);
+	for (t = 0; t < 8; t++)
+		ASSERT_EQ(pthread_join(tid[t], NULL), 0);
+	pthread_barrier_destroy(&start);
+	for (t = 0; t < 8; t++) {
+		ASSERT_EQ(m[t].error, 0);
+		ASSERT_EQ(m[t].wrong, -1);
+		ASSERT_EQ(m[t].rounds, 10);
+		reads += m[t].reads;
+	}
+	ASSERT_GT(reads, 0);
+
+	ASSERT_EQ(verify(buf, bytes, 730), -1);
+	ASSERT_EQ(munmap(map, 2 * SZ_2M), 0);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+}
+
+/*
  * Two devices migrate the same range and read it, each in a loop, while
  * the CPU reads it too: the data is never wrong, every failure is one a
  * race explains, and neither device keeps a page once the range is gone.
