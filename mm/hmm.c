@@ -60,14 +60,24 @@
  * @run_end: end of that run (exclusive)
  * @may_fault: some page of the range can ask for a fault at all; when false
  *	the per-page input is never looked at
+ * @faulted: pages faulted in since hmm_range_fault() last gave up the CPU
  */
 struct hmm_walk_state {
 	struct hmm_range *range;
 	unsigned long restart;
 	unsigned long run_start;
 	unsigned long run_end;
+	unsigned long faulted;
 	bool may_fault;
 };
+
+/*
+ * hmm_range_fault() lets others run (cond_resched()) between two walks
+ * once this many pages have been faulted in since it last did: a call
+ * faulting a whole large range in does not hog the CPU without
+ * preemption, and a small one is not charged for others' work.
+ */
+#define HMM_RESCHED_PAGES	PTRS_PER_PTE
 
 static unsigned long *hmm_entry(struct hmm_walk_state *ws, unsigned long addr)
 {
@@ -217,6 +227,8 @@ static int hmm_fault_run(struct hmm_walk_state *ws, struct vm_area_struct *vma,
 	unsigned long addr, want = 0;
 	int ret;
 
+	ws->faulted += one_leaf ? 1 :
+		       (ws->run_end - ws->run_start) >> PAGE_SHIFT;
 	for (addr = ws->run_start; addr < ws->run_end; addr += PAGE_SIZE) {
 		if (one_leaf) {
 			want |= hmm_wanted(ws, addr);
@@ -786,8 +798,10 @@ int hmm_range_fault(struct hmm_range *range)
 				      &hmm_walk_ops, &ws);
 		if (ret != HMM_WALK_RESTART)
 			return ret;
-		/* Each restart follows a fault or a wait: give others a turn. */
-		cond_resched();
+		if (ws.faulted >= HMM_RESCHED_PAGES) {
+			ws.faulted = 0;
+			cond_resched();
+		}
 	}
 }
 EXPORT_SYMBOL(hmm_range_fault);
