@@ -547,11 +547,11 @@ static struct page *hmmt_backing(struct page *dpage)
 static struct hmmt_mirror *hmmt_page_owner(struct page *dpage,
 					   unsigned long *vpfn)
 {
-	struct hmmt_owner *owner = dpage->zone_device_data;
-	struct page *backing;
+	void *data = dpage->zone_device_data;
+	struct hmmt_owner *owner = data;
+	struct page *backing = data;
 
 	if (is_device_private_page(dpage)) {
-		backing = dpage->zone_device_data;
 		*vpfn = backing->index;
 		return (struct hmmt_mirror *)page_private(backing);
 	}
@@ -801,16 +801,17 @@ static struct page *hmmt_dpage_alloc(struct hmmt_mirror *mirror,
  */
 static void hmmt_page_free(struct page *dpage)
 {
+	void *data = dpage->zone_device_data;
 	struct hmmt_mirror *mirror;
 	unsigned long vpfn;
 
-	if (dpage->zone_device_data) {
+	if (data) {
 		mirror = hmmt_page_owner(dpage, &vpfn);
 		if (is_device_private_page(dpage)) {
-			set_page_private(hmmt_backing(dpage), 0);
-			__free_page(hmmt_backing(dpage));
+			set_page_private(data, 0);
+			__free_page(data);
 		} else {
-			kfree(dpage->zone_device_data);
+			kfree(data);
 		}
 		dpage->zone_device_data = NULL;
 		hmmt_mirror_put(mirror);
@@ -1053,7 +1054,6 @@ static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 		struct page *dpage = migrate_pfn_to_page(mig->src[i]);
 		struct page *page;
 
-		mig->dst[i] = 0;
 		if (!dpage || !(mig->src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
 		if (!hmmt_own_page(mirror->hdev, dpage))
