@@ -604,14 +604,15 @@ static unsigned long mvd_split_compounds(struct migrate_vma *mig)
 
 	for (i = 0; i < mig->npages; i++) {
 		struct page *page = migrate_pfn_to_page(mig->src[i]);
+		struct folio *folio;
 
 		if (!(mig->src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
 		/* After a split, the loop goes on through the new entries. */
 		if ((mig->src[i] & MIGRATE_PFN_COMPOUND) &&
 		    !mvd_split_compound(mig, i)) {
-			mvd_put_back(page_folio(page), page_folio(page),
-				     false);
+			folio = page_folio(page);
+			mvd_put_back(folio, folio, false);
 			mig->src[i] = 0;
 			continue;
 		}
