@@ -294,7 +294,7 @@ static bool hmmt_own_page(const struct hmmt_device *hdev,
 {
 	return (is_device_private_page(page) ||
 		is_device_coherent_page(page)) &&
-	       page->pgmap->owner == hdev;
+	       page_pgmap(page)->owner == hdev;
 }
 
 /* ---------------------------------------------------------------------------
@@ -581,7 +581,7 @@ static void hmmt_forget(struct page *dpage)
 
 static struct hmmt_chunk *hmmt_page_chunk(struct page *page)
 {
-	return container_of(page->pgmap, struct hmmt_chunk, pagemap);
+	return container_of(page_pgmap(page), struct hmmt_chunk, pagemap);
 }
 
 static struct hmmt_device *hmmt_page_device(struct page *page)
@@ -1455,7 +1455,7 @@ static int hmmt_ptab_fill(struct hmmt_mirror *mirror,
 		page = hmm_pfn_to_page(hpfn);
 		if (is_device_private_page(page)) {
 			/* Others' device memory is faulted back, not shown. */
-			if (page->pgmap->owner != mirror->hdev) {
+			if (page_pgmap(page)->owner != mirror->hdev) {
 				ret = -EFAULT;
 				break;
 			}
@@ -1799,11 +1799,11 @@ static u8 hmmt_snapshot_prot(struct hmmt_mirror *mirror, unsigned long hpfn)
 
 	page = hmm_pfn_to_page(hpfn);
 	if (is_device_private_page(page)) {
-		prot = page->pgmap->owner == mirror->hdev ?
+		prot = page_pgmap(page)->owner == mirror->hdev ?
 		       HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL :
 		       HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
 	} else if (is_device_coherent_page(page)) {
-		prot = page->pgmap->owner == mirror->hdev ?
+		prot = page_pgmap(page)->owner == mirror->hdev ?
 		       HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL :
 		       HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE;
 	} else if (is_zero_pfn(page_to_pfn(page))) {

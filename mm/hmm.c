@@ -343,7 +343,7 @@ static enum hmm_verdict hmm_swap_verdict(struct hmm_walk_state *ws,
 	 * stable here.
 	 */
 	if (is_device_private_entry(entry) &&
-	    pfn_swap_entry_to_page(entry)->pgmap->owner == owner) {
+	    page_pgmap(pfn_swap_entry_to_page(entry))->owner == owner) {
 		*out = swp_offset_pfn(entry) | HMM_PFN_VALID;
 		if (is_writable_device_private_entry(entry))
 			*out |= HMM_PFN_WRITE;

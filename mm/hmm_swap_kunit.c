@@ -222,10 +222,14 @@ static void dp_entry_others(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, is_writable_device_private_entry(entry));
 }
 
-/* A fake device: counts what the core hands back through page_free(). */
+/*
+ * A fake device: counts what the core hands back through page_free() or
+ * folio_free(), and the order of the last folio at the time.
+ */
 struct fake_device_memory {
 	atomic_t nr_freed;
 	struct page *freed;
+	unsigned int freed_order;
 	/* Last: struct dev_pagemap ends in a flexible array. */
 	struct dev_pagemap pgmap;
 };
@@ -233,9 +237,19 @@ struct fake_device_memory {
 static void fake_page_free(struct page *page)
 {
 	struct fake_device_memory *mem =
-		container_of(page->pgmap, struct fake_device_memory, pgmap);
+		container_of(page_pgmap(page), struct fake_device_memory, pgmap);
 
 	mem->freed = page;
+	atomic_inc(&mem->nr_freed);
+}
+
+static void fake_folio_free(struct folio *folio)
+{
+	struct fake_device_memory *mem =
+		container_of(folio->pgmap, struct fake_device_memory, pgmap);
+
+	mem->freed = &folio->page;
+	mem->freed_order = folio_order(folio);
 	atomic_inc(&mem->nr_freed);
 }
 
@@ -333,28 +347,23 @@ static void check_fresh_device_page(struct kunit *test, struct page *page,
 	KUNIT_EXPECT_TRUE(test, folio_is_device_private(page_folio(page)));
 	KUNIT_EXPECT_FALSE(test, is_device_coherent_page(page));
 	KUNIT_EXPECT_FALSE(test, folio_is_device_coherent(page_folio(page)));
-	KUNIT_EXPECT_PTR_EQ(test, page->pgmap, pgmap);
+	KUNIT_EXPECT_PTR_EQ(test, page_pgmap(page), pgmap);
 	KUNIT_EXPECT_EQ(test, page_ref_count(page), 0);
 }
 
-static void dp_memremap_lifecycle(struct kunit *test)
+/*
+ * Map @mem's @nr_range ranges, already set, as device-private memory with
+ * @ops; unmapped when the test ends, which waits for every page to be freed.
+ */
+static void fake_map_ranges(struct kunit *test, struct fake_device_memory *mem,
+			    int nr_range, const struct dev_pagemap_ops *ops)
 {
-	struct fake_device_memory *mem;
-	struct page *first, *last;
-	struct resource *res;
 	void *addr;
 	int ret;
 
-	mem = kunit_kzalloc(test, sizeof(*mem), GFP_KERNEL);
-	KUNIT_ASSERT_NOT_NULL(test, mem);
-	res = claim_free_range(test, SZ_2M);
-
-	/* A 2 MiB subsection of the claimed range is enough. */
 	mem->pgmap.type = MEMORY_DEVICE_PRIVATE;
-	mem->pgmap.range.start = res->start;
-	mem->pgmap.range.end = res->start + SZ_2M - 1;
-	mem->pgmap.nr_range = 1;
-	mem->pgmap.ops = &fake_ops;
+	mem->pgmap.nr_range = nr_range;
+	mem->pgmap.ops = ops;
 	mem->pgmap.owner = mem;
 
 	addr = memremap_pages(&mem->pgmap, numa_node_id());
@@ -362,6 +371,31 @@ static void dp_memremap_lifecycle(struct kunit *test)
 			       "memremap_pages: %ld", PTR_ERR(addr));
 	ret = kunit_add_action_or_reset(test, memunmap_action, &mem->pgmap);
 	KUNIT_ASSERT_EQ(test, ret, 0);
+}
+
+/*
+ * A PMD's worth of fake device-private memory with @ops, aligned to it so
+ * that it can hold a PMD-sized folio.
+ */
+static struct fake_device_memory *
+fake_memremap(struct kunit *test, const struct dev_pagemap_ops *ops)
+{
+	struct fake_device_memory *mem;
+	struct resource *res;
+
+	mem = kunit_kzalloc(test, sizeof(*mem), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, mem);
+	res = claim_free_range(test, 2 * PMD_SIZE);
+	mem->pgmap.range.start = ALIGN(res->start, PMD_SIZE);
+	mem->pgmap.range.end = mem->pgmap.range.start + PMD_SIZE - 1;
+	fake_map_ranges(test, mem, 1, ops);
+	return mem;
+}
+
+static void dp_memremap_lifecycle(struct kunit *test)
+{
+	struct fake_device_memory *mem = fake_memremap(test, &fake_ops);
+	struct page *first, *last;
 
 	first = pfn_to_page(PHYS_PFN(mem->pgmap.range.start));
 	last = pfn_to_page(PHYS_PFN(mem->pgmap.range.end));
@@ -393,6 +427,188 @@ static void dp_memremap_lifecycle(struct kunit *test)
 	/* The memunmap_pages() action must not wait for anything now. */
 }
 
+static const struct dev_pagemap_ops fake_folio_ops = {
+	.folio_free = fake_folio_free,
+	.migrate_to_ram = fake_migrate_to_ram,
+};
+
+/* Every page of @folio, head or tail, leads to @folio and its pgmap. */
+static void check_device_folio(struct kunit *test, struct folio *folio,
+			       unsigned int order, struct dev_pagemap *pgmap)
+{
+	unsigned long i;
+
+	KUNIT_ASSERT_EQ(test, folio_order(folio), order);
+	KUNIT_EXPECT_EQ(test, folio_ref_count(folio), 1);
+	KUNIT_EXPECT_TRUE(test, folio_test_locked(folio));
+	KUNIT_EXPECT_NULL(test, folio->mapping);
+	KUNIT_EXPECT_EQ(test, folio_mapcount(folio), 0);
+	if (order)
+		KUNIT_EXPECT_TRUE(test, folio_test_large_rmappable(folio));
+	for (i = 0; i < folio_nr_pages(folio); i++) {
+		struct page *page = folio_page(folio, i);
+
+		KUNIT_EXPECT_PTR_EQ(test, page_folio(page), folio);
+		KUNIT_EXPECT_PTR_EQ(test, page_pgmap(page), pgmap);
+		KUNIT_EXPECT_TRUE(test, is_device_private_page(page));
+		KUNIT_EXPECT_FALSE(test, is_device_coherent_page(page));
+	}
+	/* Nothing left of an earlier folio's second page in a single page. */
+	if (!order)
+		KUNIT_EXPECT_EQ(test, folio->flags & PAGE_FLAGS_SECOND & ~0xffUL,
+				0UL);
+}
+
+/*
+ * Put the only reference of @folio, which must be order @order then: the
+ * driver gets it back whole, once.
+ */
+static void free_device_folio(struct kunit *test, struct fake_device_memory *mem,
+			      struct folio *folio, unsigned int order)
+{
+	int before = atomic_read(&mem->nr_freed);
+
+	folio_unlock(folio);
+	folio_put(folio);
+	KUNIT_EXPECT_EQ(test, atomic_read(&mem->nr_freed), before + 1);
+	KUNIT_EXPECT_PTR_EQ(test, mem->freed, &folio->page);
+	KUNIT_EXPECT_EQ(test, mem->freed_order, order);
+	KUNIT_EXPECT_EQ(test, folio_ref_count(folio), 0);
+}
+
+/* Hand out @page as a folio of @order, check it and free it again. */
+static void device_folio_round(struct kunit *test,
+			       struct fake_device_memory *mem,
+			       struct page *page, unsigned int order)
+{
+	struct folio *folio = (struct folio *)page;
+
+	KUNIT_ASSERT_EQ(test, zone_device_folio_init(folio, order), 0);
+	check_device_folio(test, folio, order, &mem->pgmap);
+	free_device_folio(test, mem, folio, order);
+}
+
+/*
+ * Device pages as large folios: a PMD-sized one, whose pages are handed out
+ * again as smaller folios and single pages, at other orders and offsets, and
+ * then as a PMD-sized folio again.  Only folio_free is set: a pgmap without
+ * page_free is accepted.
+ */
+static void dp_large_folio_lifecycle(struct kunit *test)
+{
+	struct fake_device_memory *mem = fake_memremap(test, &fake_folio_ops);
+	struct page *head = pfn_to_page(PHYS_PFN(mem->pgmap.range.start));
+	unsigned int order = PMD_ORDER;
+
+	device_folio_round(test, mem, head, order);
+	/* Its second page, its head and a tail, each on its own. */
+	device_folio_round(test, mem, head + 1, 0);
+	device_folio_round(test, mem, head, 0);
+	device_folio_round(test, mem, head + 200, 0);
+	/* A smaller folio inside it, then one overlapping that. */
+	device_folio_round(test, mem, head + 8, 3);
+	device_folio_round(test, mem, head, 4);
+	/* The last pages, which the PMD-sized folio's tail ended with. */
+	device_folio_round(test, mem, head + (1 << order) - 2, 1);
+	device_folio_round(test, mem, head, order);
+
+	/* zone_device_page_init() takes a former tail page, too. */
+	zone_device_page_init(head + 300);
+	check_device_folio(test, page_folio(head + 300), 0, &mem->pgmap);
+	free_device_folio(test, mem, page_folio(head + 300), 0);
+}
+
+/*
+ * A pgmap of two ranges with a gap between them: a folio must lie in one
+ * range.  The second range starts on a boundary of twice a PMD, so that the
+ * only thing wrong with a folio of that size there is that it would run
+ * past the end of its range.
+ */
+static void dp_large_folio_ranges(struct kunit *test)
+{
+	struct fake_device_memory *mem;
+	struct resource *res;
+	struct page *first;
+	phys_addr_t start;
+
+	if (PMD_ORDER + 1 > MAX_PAGE_ORDER)
+		kunit_skip(test, "no page order above a PMD's");
+
+	mem = kunit_kzalloc(test, struct_size(mem, pgmap.ranges, 2),
+			    GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, mem);
+	res = claim_free_range(test, 8 * PMD_SIZE);
+	start = ALIGN(res->start + 2 * PMD_SIZE, 4 * PMD_SIZE);
+
+	mem->pgmap.ranges[0].start = start - 2 * PMD_SIZE;
+	mem->pgmap.ranges[0].end = start - PMD_SIZE - 1;
+	mem->pgmap.ranges[1].start = start;
+	mem->pgmap.ranges[1].end = start + PMD_SIZE - 1;
+	fake_map_ranges(test, mem, 2, &fake_folio_ops);
+
+	first = pfn_to_page(PHYS_PFN(start));
+	KUNIT_EXPECT_EQ(test, zone_device_folio_init((struct folio *)first,
+						     PMD_ORDER + 1), -EINVAL);
+	KUNIT_EXPECT_EQ(test, page_ref_count(first), 0);
+	KUNIT_EXPECT_FALSE(test, PageHead(first));
+
+	/* Each range holds a PMD-sized folio. */
+	device_folio_round(test, mem, first, PMD_ORDER);
+	device_folio_round(test, mem, pfn_to_page(PHYS_PFN(start - 2 * PMD_SIZE)),
+			   PMD_ORDER);
+}
+
+/* zone_device_folio_init() refuses what it cannot do, and changes nothing. */
+static void dp_large_folio_invalid(struct kunit *test)
+{
+	struct fake_device_memory *mem = fake_memremap(test, &fake_folio_ops);
+	struct fake_device_memory *old = fake_memremap(test, &fake_ops);
+	struct page *head = pfn_to_page(PHYS_PFN(mem->pgmap.range.start));
+	struct page *old_head = pfn_to_page(PHYS_PFN(old->pgmap.range.start));
+	struct page *sys;
+
+	/* Not aligned to its order. */
+	KUNIT_EXPECT_EQ(test, zone_device_folio_init((struct folio *)(head + 1),
+						     1), -EINVAL);
+	KUNIT_EXPECT_EQ(test, zone_device_folio_init((struct folio *)(head + 256),
+						     PMD_ORDER), -EINVAL);
+	/* Past the end of the pgmap's range, and beyond any order. */
+	KUNIT_EXPECT_EQ(test, zone_device_folio_init((struct folio *)head,
+						     PMD_ORDER + 1),
+			-EINVAL);
+	KUNIT_EXPECT_EQ(test, zone_device_folio_init((struct folio *)head,
+						     MAX_PAGE_ORDER + 1),
+			-EINVAL);
+	/* Large folios need folio_free. */
+	KUNIT_EXPECT_EQ(test, zone_device_folio_init((struct folio *)old_head,
+						     1), -EINVAL);
+	/* Not device memory. */
+	sys = alloc_page(GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, sys);
+	KUNIT_EXPECT_EQ(test, zone_device_folio_init(page_folio(sys), 0),
+			-EINVAL);
+	__free_page(sys);
+	/* In use. */
+	KUNIT_ASSERT_EQ(test, zone_device_folio_init((struct folio *)head, 0),
+			0);
+	KUNIT_EXPECT_EQ(test, zone_device_folio_init((struct folio *)head, 0),
+			-EBUSY);
+	KUNIT_EXPECT_EQ(test, folio_ref_count(page_folio(head)), 1);
+	free_device_folio(test, mem, page_folio(head), 0);
+
+	/* Nothing was made of the refused calls. */
+	KUNIT_EXPECT_FALSE(test, PageHead(head));
+	KUNIT_EXPECT_FALSE(test, PageTail(head + 1));
+	KUNIT_EXPECT_FALSE(test, PageHead(old_head));
+	KUNIT_EXPECT_EQ(test, page_ref_count(old_head), 0);
+	KUNIT_EXPECT_EQ(test, atomic_read(&old->nr_freed), 0);
+	/* A pgmap with page_free still hands out single pages. */
+	zone_device_page_init(old_head);
+	unlock_page(old_head);
+	put_page(old_head);
+	KUNIT_EXPECT_EQ(test, atomic_read(&old->nr_freed), 1);
+}
+
 static const struct dev_pagemap_ops fake_ops_no_fault = {
 	.page_free = fake_page_free,
 };
@@ -417,13 +633,13 @@ static void dp_memremap_invalid(struct kunit *test)
 		{ "no ops", MEMORY_DEVICE_PRIVATE, NULL, true, 0 },
 		{ "no migrate_to_ram", MEMORY_DEVICE_PRIVATE, &fake_ops_no_fault,
 		  true, 0 },
-		{ "no page_free", MEMORY_DEVICE_PRIVATE, &fake_ops_no_free, true,
-		  0 },
+		{ "no page_free or folio_free", MEMORY_DEVICE_PRIVATE,
+		  &fake_ops_no_free, true, 0 },
 		{ "no owner", MEMORY_DEVICE_PRIVATE, &fake_ops, false, 0 },
 		{ "compound pages", MEMORY_DEVICE_PRIVATE, &fake_ops, true, 1 },
 		/* Device-coherent memory needs no migrate_to_ram. */
 		{ "coherent, no ops", MEMORY_DEVICE_COHERENT, NULL, true, 0 },
-		{ "coherent, no page_free", MEMORY_DEVICE_COHERENT,
+		{ "coherent, no page_free or folio_free", MEMORY_DEVICE_COHERENT,
 		  &fake_ops_no_free, true, 0 },
 		{ "coherent, no owner", MEMORY_DEVICE_COHERENT,
 		  &fake_ops_no_fault, false, 0 },
@@ -465,6 +681,9 @@ static struct kunit_case hmm_swap_cases[] = {
 	KUNIT_CASE(dp_devm_free_region),
 	KUNIT_CASE(dp_memremap_lifecycle),
 	KUNIT_CASE(dp_memremap_invalid),
+	KUNIT_CASE(dp_large_folio_lifecycle),
+	KUNIT_CASE(dp_large_folio_invalid),
+	KUNIT_CASE(dp_large_folio_ranges),
 	{}
 };
 

@@ -123,7 +123,12 @@ static void mvd_split_folio(struct mvd_walk *w, struct folio *folio)
 {
 	int err = -EAGAIN;
 
-	if (folio_trylock(folio)) {
+	/*
+	 * split_folio() does not know large device folios: it would take the
+	 * pgmap from their tail pages.  Nothing maps one yet; should it, the
+	 * folio stays whole.
+	 */
+	if (!folio_is_zone_device(folio) && folio_trylock(folio)) {
 		err = split_folio(folio);
 		folio_unlock(folio);
 	}
@@ -252,7 +257,7 @@ static bool mvd_selects_present(const struct migrate_vma *mig,
 		return mig->flags & MIGRATE_VMA_SELECT_SYSTEM;
 	return is_device_coherent_page(page) &&
 	       (mig->flags & MIGRATE_VMA_SELECT_DEVICE_COHERENT) &&
-	       page->pgmap->owner == mig->pgmap_owner;
+	       page_pgmap(page)->owner == mig->pgmap_owner;
 }
 
 /*
@@ -293,7 +298,7 @@ static unsigned long mvd_collect_pte(struct mvd_walk *w,
 		    !(mig->flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE))
 			return 0;
 		page = pfn_swap_entry_to_page(entry);
-		if (page->pgmap->owner != mig->pgmap_owner)
+		if (page_pgmap(page)->owner != mig->pgmap_owner)
 			return 0;
 		writable = is_writable_device_private_entry(entry);
 	}
