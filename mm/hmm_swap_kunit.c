@@ -6,10 +6,13 @@
  */
 #include <kunit/device.h>
 #include <kunit/test.h>
+#include <linux/completion.h>
 #include <linux/ioport.h>
+#include <linux/kthread.h>
 #include <linux/memremap.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/random.h>
 #include <linux/sizes.h>
 #include <linux/swap.h>
 #include <linux/swapops.h>
@@ -518,6 +521,99 @@ static void dp_large_folio_lifecycle(struct kunit *test)
 	free_device_folio(test, mem, page_folio(head + 300), 0);
 }
 
+#define FOLIO_WORKERS	4
+#define FOLIO_ROUNDS	2000
+
+/* One thread of dp_large_folio_threads(), with a slice of its own. */
+struct folio_worker {
+	struct dev_pagemap *pgmap;
+	struct page *first;
+	unsigned long nr;		/* pages in the slice, a power of two */
+	unsigned long made, bad;
+	struct completion done;
+};
+
+/*
+ * Hand out folios of random orders at random aligned offsets of the slice,
+ * check each from its last page and free it; count the failures.
+ */
+static int folio_worker_fn(void *data)
+{
+	struct folio_worker *w = data;
+	unsigned int max_order = ilog2(w->nr);
+	unsigned long i;
+
+	for (i = 0; i < FOLIO_ROUNDS; i++) {
+		unsigned int order = get_random_u32_below(max_order + 1);
+		unsigned long off = (unsigned long)
+			get_random_u32_below(w->nr >> order) << order;
+		struct page *page = w->first + off;
+		struct page *last = page + (1UL << order) - 1;
+		struct folio *folio = (struct folio *)page;
+
+		if (zone_device_folio_init(folio, order)) {
+			w->bad++;
+			continue;
+		}
+		if (folio_order(folio) != order || page_folio(last) != folio ||
+		    page_pgmap(last) != w->pgmap || !is_device_private_page(last))
+			w->bad++;
+		w->made++;
+		folio_unlock(folio);
+		folio_put(folio);
+		cond_resched();
+	}
+	/* Never returns into this module's code: it may be unloaded. */
+	kthread_complete_and_exit(&w->done, 0);
+}
+
+/*
+ * Four threads make and free folios of every order up to a quarter of a
+ * PMD in their own quarter of the memory, all at once, starting from the
+ * remains of one PMD-sized folio: the pgmap reference count and the free
+ * method see them all, and the whole range makes a PMD-sized folio again.
+ */
+static void dp_large_folio_threads(struct kunit *test)
+{
+	struct fake_device_memory *mem = fake_memremap(test, &fake_folio_ops);
+	struct page *head = pfn_to_page(PHYS_PFN(mem->pgmap.range.start));
+	unsigned long slice = (1UL << PMD_ORDER) / FOLIO_WORKERS;
+	unsigned long made = 0;
+	struct folio_worker *w;
+	int i, started;
+
+	device_folio_round(test, mem, head, PMD_ORDER);
+	atomic_set(&mem->nr_freed, 0);
+
+	w = kunit_kcalloc(test, FOLIO_WORKERS, sizeof(*w), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, w);
+	for (started = 0; started < FOLIO_WORKERS; started++) {
+		struct task_struct *task;
+
+		w[started].pgmap = &mem->pgmap;
+		w[started].first = head + started * slice;
+		w[started].nr = slice;
+		init_completion(&w[started].done);
+		task = kthread_run(folio_worker_fn, &w[started], "dp_folio/%d",
+				   started);
+		if (IS_ERR(task))
+			break;
+	}
+	/* Whatever started must end before the memory goes. */
+	for (i = 0; i < started; i++)
+		wait_for_completion(&w[i].done);
+	KUNIT_ASSERT_EQ(test, started, FOLIO_WORKERS);
+
+	for (i = 0; i < FOLIO_WORKERS; i++) {
+		KUNIT_EXPECT_EQ_MSG(test, w[i].bad, 0UL, "worker %d", i);
+		made += w[i].made;
+	}
+	KUNIT_EXPECT_EQ(test, made, (unsigned long)FOLIO_WORKERS * FOLIO_ROUNDS);
+	KUNIT_EXPECT_EQ(test, atomic_read(&mem->nr_freed), (int)made);
+
+	device_folio_round(test, mem, head, PMD_ORDER);
+}
+
 /*
  * A pgmap of two ranges with a gap between them: a folio must lie in one
  * range.  The second range starts on a boundary of twice a PMD, so that the
@@ -684,6 +780,7 @@ static struct kunit_case hmm_swap_cases[] = {
 	KUNIT_CASE(dp_large_folio_lifecycle),
 	KUNIT_CASE(dp_large_folio_invalid),
 	KUNIT_CASE(dp_large_folio_ranges),
+	KUNIT_CASE(dp_large_folio_threads),
 	{}
 };
 
