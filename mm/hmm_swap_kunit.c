@@ -7,6 +7,7 @@
 #include <kunit/device.h>
 #include <kunit/test.h>
 #include <linux/completion.h>
+#include <linux/delay.h>
 #include <linux/ioport.h>
 #include <linux/kthread.h>
 #include <linux/memremap.h>
@@ -446,8 +447,12 @@ static void check_device_folio(struct kunit *test, struct folio *folio,
 	KUNIT_EXPECT_TRUE(test, folio_test_locked(folio));
 	KUNIT_EXPECT_NULL(test, folio->mapping);
 	KUNIT_EXPECT_EQ(test, folio_mapcount(folio), 0);
-	if (order)
+	if (order && IS_ENABLED(CONFIG_TRANSPARENT_HUGEPAGE))
 		KUNIT_EXPECT_TRUE(test, folio_test_large_rmappable(folio));
+	if (order) {
+		KUNIT_EXPECT_FALSE(test, folio_test_has_hwpoisoned(folio));
+		KUNIT_EXPECT_FALSE(test, folio_test_partially_mapped(folio));
+	}
 	for (i = 0; i < folio_nr_pages(folio); i++) {
 		struct page *page = folio_page(folio, i);
 
@@ -499,13 +504,29 @@ static void device_folio_round(struct kunit *test,
  */
 static void dp_large_folio_lifecycle(struct kunit *test)
 {
-	struct fake_device_memory *mem = fake_memremap(test, &fake_folio_ops);
-	struct page *head = pfn_to_page(PHYS_PFN(mem->pgmap.range.start));
+	struct fake_device_memory *mem;
 	unsigned int order = PMD_ORDER;
+	struct folio *folio;
+	struct page *head;
+
+	if (PMD_ORDER > MAX_PAGE_ORDER)
+		kunit_skip(test, "no page order as large as a PMD's");
+	mem = fake_memremap(test, &fake_folio_ops);
+	head = pfn_to_page(PHYS_PFN(mem->pgmap.range.start));
 
 	device_folio_round(test, mem, head, order);
 	/* Its second page, its head and a tail, each on its own. */
 	device_folio_round(test, mem, head + 1, 0);
+	/*
+	 * Flags a migration leaves on a single page mean has_hwpoisoned and
+	 * partially_mapped in a second page: they must not get there.
+	 */
+	folio = (struct folio *)(head + 1);
+	KUNIT_ASSERT_EQ(test, zone_device_folio_init(folio, 0), 0);
+	folio_set_active(folio);
+	folio_set_reclaim(folio);
+	free_device_folio(test, mem, folio, 0);
+	device_folio_round(test, mem, head, 1);
 	device_folio_round(test, mem, head, 0);
 	device_folio_round(test, mem, head + 200, 0);
 	/* A smaller folio inside it, then one overlapping that. */
@@ -575,12 +596,17 @@ static int folio_worker_fn(void *data)
  */
 static void dp_large_folio_threads(struct kunit *test)
 {
-	struct fake_device_memory *mem = fake_memremap(test, &fake_folio_ops);
-	struct page *head = pfn_to_page(PHYS_PFN(mem->pgmap.range.start));
 	unsigned long slice = (1UL << PMD_ORDER) / FOLIO_WORKERS;
+	struct fake_device_memory *mem;
 	unsigned long made = 0;
 	struct folio_worker *w;
+	struct page *head;
 	int i, started;
+
+	if (PMD_ORDER > MAX_PAGE_ORDER)
+		kunit_skip(test, "no page order as large as a PMD's");
+	mem = fake_memremap(test, &fake_folio_ops);
+	head = pfn_to_page(PHYS_PFN(mem->pgmap.range.start));
 
 	device_folio_round(test, mem, head, PMD_ORDER);
 	atomic_set(&mem->nr_freed, 0);
@@ -654,6 +680,92 @@ static void dp_large_folio_ranges(struct kunit *test)
 			   PMD_ORDER);
 }
 
+/*
+ * Unlock and put the folio at @head, the last reference: once the pgmap
+ * reference it held is gone, a waiting memunmap_pages() may free the
+ * memmap, so nothing here looks at the page afterwards.
+ */
+static void put_device_folio(struct page *head)
+{
+	struct folio *folio = page_folio(head);
+
+	folio_unlock(folio);
+	folio_put(folio);
+}
+
+struct memunmap_worker {
+	struct dev_pagemap *pgmap;
+	struct completion done;
+};
+
+static int memunmap_worker_fn(void *data)
+{
+	struct memunmap_worker *u = data;
+
+	memunmap_pages(u->pgmap);
+	kthread_complete_and_exit(&u->done, 0);
+}
+
+/*
+ * While memunmap_pages() waits for a folio still in use, the driver cannot
+ * hand out more: -ENODEV, nothing taken.  Freeing the folio lets the
+ * teardown finish.
+ */
+static void check_dying_pgmap(struct kunit *test)
+{
+	struct memunmap_worker *u;
+	struct fake_device_memory *mem;
+	struct task_struct *task;
+	struct resource *res;
+	struct page *head;
+	void *addr;
+	int ret;
+
+	mem = kunit_kzalloc(test, sizeof(*mem), GFP_KERNEL);
+	u = kunit_kzalloc(test, sizeof(*u), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, mem);
+	KUNIT_ASSERT_NOT_NULL(test, u);
+	res = claim_free_range(test, 2 * PMD_SIZE);
+	mem->pgmap.type = MEMORY_DEVICE_PRIVATE;
+	mem->pgmap.range.start = ALIGN(res->start, PMD_SIZE);
+	mem->pgmap.range.end = mem->pgmap.range.start + PMD_SIZE - 1;
+	mem->pgmap.nr_range = 1;
+	mem->pgmap.ops = &fake_folio_ops;
+	mem->pgmap.owner = mem;
+	/* No cleanup action: the teardown is what this checks. */
+	addr = memremap_pages(&mem->pgmap, numa_node_id());
+	KUNIT_ASSERT_FALSE_MSG(test, IS_ERR_OR_NULL(addr),
+			       "memremap_pages: %ld", PTR_ERR(addr));
+	head = pfn_to_page(PHYS_PFN(mem->pgmap.range.start));
+
+	ret = zone_device_folio_init((struct folio *)head, 0);
+	KUNIT_EXPECT_EQ(test, ret, 0);
+	u->pgmap = &mem->pgmap;
+	init_completion(&u->done);
+	task = kthread_run(memunmap_worker_fn, u, "dp_memunmap");
+	if (IS_ERR(task)) {
+		if (!ret)
+			put_device_folio(head);
+		memunmap_pages(&mem->pgmap);
+		KUNIT_FAIL(test, "kthread_run: %ld", PTR_ERR(task));
+		return;
+	}
+	while (!percpu_ref_is_dying(&mem->pgmap.ref))
+		usleep_range(100, 1000);
+
+	KUNIT_EXPECT_EQ(test, zone_device_folio_init((struct folio *)(head + 2),
+						     1), -ENODEV);
+	KUNIT_EXPECT_EQ(test, page_ref_count(head + 2), 0);
+	KUNIT_EXPECT_FALSE(test, PageHead(head + 2));
+	/* The teardown is still waiting for the folio. */
+	KUNIT_EXPECT_FALSE(test, completion_done(&u->done));
+	if (!ret)
+		put_device_folio(head);
+	wait_for_completion(&u->done);
+	/* The pages are gone: memunmap_pages() has removed their memmap. */
+	KUNIT_EXPECT_EQ(test, atomic_read(&mem->nr_freed), ret ? 0 : 1);
+}
+
 /* zone_device_folio_init() refuses what it cannot do, and changes nothing. */
 static void dp_large_folio_invalid(struct kunit *test)
 {
@@ -703,6 +815,8 @@ static void dp_large_folio_invalid(struct kunit *test)
 	unlock_page(old_head);
 	put_page(old_head);
 	KUNIT_EXPECT_EQ(test, atomic_read(&old->nr_freed), 1);
+
+	check_dying_pgmap(test);
 }
 
 static const struct dev_pagemap_ops fake_ops_no_fault = {
