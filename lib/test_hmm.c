@@ -288,13 +288,14 @@ static unsigned long hmmt_select_own(const struct hmmt_device *hdev)
 				     MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
 }
 
-/* Whether @page is in the memory of @hdev, of whichever kind. */
+/*
+ * Whether @page is in the memory of @hdev, of whichever kind: only @hdev's
+ * own pgmaps, device-private or device-coherent, carry it as their owner.
+ */
 static bool hmmt_own_page(const struct hmmt_device *hdev,
 			  const struct page *page)
 {
-	return (is_device_private_page(page) ||
-		is_device_coherent_page(page)) &&
-	       page_pgmap(page)->owner == hdev;
+	return is_zone_device_page(page) && page_pgmap(page)->owner == hdev;
 }
 
 /* ---------------------------------------------------------------------------

@@ -357,13 +357,12 @@ static void check_fresh_device_page(struct kunit *test, struct page *page,
 
 /*
  * Map @mem's @nr_range ranges, already set, as device-private memory with
- * @ops; unmapped when the test ends, which waits for every page to be freed.
+ * @ops.  The caller sees to memunmap_pages().
  */
 static void fake_map_ranges(struct kunit *test, struct fake_device_memory *mem,
 			    int nr_range, const struct dev_pagemap_ops *ops)
 {
 	void *addr;
-	int ret;
 
 	mem->pgmap.type = MEMORY_DEVICE_PRIVATE;
 	mem->pgmap.nr_range = nr_range;
@@ -373,16 +372,29 @@ static void fake_map_ranges(struct kunit *test, struct fake_device_memory *mem,
 	addr = memremap_pages(&mem->pgmap, numa_node_id());
 	KUNIT_ASSERT_FALSE_MSG(test, IS_ERR_OR_NULL(addr),
 			       "memremap_pages: %ld", PTR_ERR(addr));
+}
+
+/*
+ * fake_map_ranges(), unmapped when the test ends, which waits for every
+ * page to be freed.
+ */
+static void fake_map_ranges_managed(struct kunit *test,
+				    struct fake_device_memory *mem,
+				    int nr_range,
+				    const struct dev_pagemap_ops *ops)
+{
+	int ret;
+
+	fake_map_ranges(test, mem, nr_range, ops);
 	ret = kunit_add_action_or_reset(test, memunmap_action, &mem->pgmap);
 	KUNIT_ASSERT_EQ(test, ret, 0);
 }
 
 /*
- * A PMD's worth of fake device-private memory with @ops, aligned to it so
- * that it can hold a PMD-sized folio.
+ * A fake device with one range set, not mapped yet: a PMD's worth of free
+ * physical addresses, aligned to it so that it can hold a PMD-sized folio.
  */
-static struct fake_device_memory *
-fake_memremap(struct kunit *test, const struct dev_pagemap_ops *ops)
+static struct fake_device_memory *fake_pmd_memory(struct kunit *test)
 {
 	struct fake_device_memory *mem;
 	struct resource *res;
@@ -392,7 +404,16 @@ fake_memremap(struct kunit *test, const struct dev_pagemap_ops *ops)
 	res = claim_free_range(test, 2 * PMD_SIZE);
 	mem->pgmap.range.start = ALIGN(res->start, PMD_SIZE);
 	mem->pgmap.range.end = mem->pgmap.range.start + PMD_SIZE - 1;
-	fake_map_ranges(test, mem, 1, ops);
+	return mem;
+}
+
+/* fake_pmd_memory() mapped with @ops until the test ends. */
+static struct fake_device_memory *
+fake_memremap(struct kunit *test, const struct dev_pagemap_ops *ops)
+{
+	struct fake_device_memory *mem = fake_pmd_memory(test);
+
+	fake_map_ranges_managed(test, mem, 1, ops);
 	return mem;
 }
 
@@ -666,7 +687,7 @@ static void dp_large_folio_ranges(struct kunit *test)
 	mem->pgmap.ranges[0].end = start - PMD_SIZE - 1;
 	mem->pgmap.ranges[1].start = start;
 	mem->pgmap.ranges[1].end = start + PMD_SIZE - 1;
-	fake_map_ranges(test, mem, 2, &fake_folio_ops);
+	fake_map_ranges_managed(test, mem, 2, &fake_folio_ops);
 
 	first = pfn_to_page(PHYS_PFN(start));
 	KUNIT_EXPECT_EQ(test, zone_device_folio_init((struct folio *)first,
@@ -713,29 +734,17 @@ static int memunmap_worker_fn(void *data)
  */
 static void check_dying_pgmap(struct kunit *test)
 {
-	struct memunmap_worker *u;
 	struct fake_device_memory *mem;
+	struct memunmap_worker *u;
 	struct task_struct *task;
-	struct resource *res;
 	struct page *head;
-	void *addr;
 	int ret;
 
-	mem = kunit_kzalloc(test, sizeof(*mem), GFP_KERNEL);
 	u = kunit_kzalloc(test, sizeof(*u), GFP_KERNEL);
-	KUNIT_ASSERT_NOT_NULL(test, mem);
 	KUNIT_ASSERT_NOT_NULL(test, u);
-	res = claim_free_range(test, 2 * PMD_SIZE);
-	mem->pgmap.type = MEMORY_DEVICE_PRIVATE;
-	mem->pgmap.range.start = ALIGN(res->start, PMD_SIZE);
-	mem->pgmap.range.end = mem->pgmap.range.start + PMD_SIZE - 1;
-	mem->pgmap.nr_range = 1;
-	mem->pgmap.ops = &fake_folio_ops;
-	mem->pgmap.owner = mem;
+	mem = fake_pmd_memory(test);
 	/* No cleanup action: the teardown is what this checks. */
-	addr = memremap_pages(&mem->pgmap, numa_node_id());
-	KUNIT_ASSERT_FALSE_MSG(test, IS_ERR_OR_NULL(addr),
-			       "memremap_pages: %ld", PTR_ERR(addr));
+	fake_map_ranges(test, mem, 1, &fake_folio_ops);
 	head = pfn_to_page(PHYS_PFN(mem->pgmap.range.start));
 
 	ret = zone_device_folio_init((struct folio *)head, 0);
