@@ -5,7 +5,8 @@
  * Every /dev/hmm_dmirrorN node stands for one device with memory of its
  * own.  Devices 0 and 1 own memory the CPU cannot address: a set of
  * MEMORY_DEVICE_PRIVATE chunks, where what a device page "holds" is kept in
- * an ordinary system page hanging off page->zone_device_data.  Devices 2
+ * an ordinary system page the chunk records for it.  Their memory is handed
+ * out in 2 MiB folios for THPs that move whole, in pages otherwise.  Devices 2
  * and 3, created when the module is given two ranges of specific-purpose
  * memory (spm_addr_dev0/1), own memory the CPU addresses coherently: one
  * MEMORY_DEVICE_COHERENT chunk each, whose pages hold their data
@@ -145,6 +146,12 @@ struct hmmt_chunk {
 	struct hmmt_device	*hdev;
 	unsigned long		first_pfn;
 	unsigned long		npages;
+	/*
+	 * Per page: what a handed-out page holds (see struct hmmt_owner).
+	 * Set and cleared by whoever owns the page: the allocator before it
+	 * hands the page out, the free method after the last reference.
+	 */
+	void			**data;
 	/* Protected by hdev->pool_lock. */
 	unsigned long		*in_use;	/* bit set: page handed out */
 	unsigned long		nr_used;
@@ -218,7 +225,11 @@ struct hmmt_mirror {
 	struct mutex			lock;	/* see above */
 	struct xarray			ptab;
 	struct list_head		inflight; /* hmmt_inflight.list */
+	unsigned long			flags;	/* HMMT_FLAG_*, atomic bitops */
 };
+
+/* HMM_DMIRROR_FLAG_FAIL_ALLOC: fail the next 2 MiB device allocation. */
+#define HMMT_FLAG_FAIL_ALLOC	0
 
 /*
  * An in-flight window: the range a MIGRATE_TO_DEV batch or an EXCLUSIVE
@@ -255,10 +266,12 @@ struct hmmt_inflight {
  * (the page holds a reference on it) and the virtual page it holds there,
  * its index in mirror->ptab.  A device-private page keeps its data in a
  * system page of ours, which nothing else maps or puts on an LRU, so that
- * page carries the owner too, in ->private and ->index; the device page's
- * ->zone_device_data points to it.  A device-coherent page holds its data
- * itself and is mapped like any anonymous page: its ->zone_device_data
- * points to a struct hmmt_owner.
+ * page carries the owner too, in ->private and ->index; the chunk's data
+ * entry for the device page points to it.  A device-coherent page holds
+ * its data itself and is mapped like any anonymous page: its data entry
+ * points to a struct hmmt_owner.  The entries live in the chunk rather than
+ * in ->zone_device_data, which the second and third pages of a large folio
+ * give up to the folio, so they need no care when a folio is split.
  */
 struct hmmt_owner {
 	struct hmmt_mirror	*mirror;
@@ -535,10 +548,23 @@ static bool hmmt_inflight_changed(const struct hmmt_inflight *win,
 	return addr < win->dirty_end && addr + PAGE_SIZE > win->dirty_start;
 }
 
+static struct hmmt_chunk *hmmt_page_chunk(struct page *page)
+{
+	return container_of(page_pgmap(page), struct hmmt_chunk, pagemap);
+}
+
+/* The chunk's data entry of device page @dpage, see struct hmmt_owner. */
+static void **hmmt_data(struct page *dpage)
+{
+	struct hmmt_chunk *chunk = hmmt_page_chunk(dpage);
+
+	return &chunk->data[page_to_pfn(dpage) - chunk->first_pfn];
+}
+
 /* The page holding the data of device page @dpage. */
 static struct page *hmmt_backing(struct page *dpage)
 {
-	return is_device_private_page(dpage) ? dpage->zone_device_data : dpage;
+	return is_device_private_page(dpage) ? *hmmt_data(dpage) : dpage;
 }
 
 /*
@@ -548,7 +574,7 @@ static struct page *hmmt_backing(struct page *dpage)
 static struct hmmt_mirror *hmmt_page_owner(struct page *dpage,
 					   unsigned long *vpfn)
 {
-	void *data = dpage->zone_device_data;
+	void *data = *hmmt_data(dpage);
 	struct hmmt_owner *owner = data;
 	struct page *backing = data;
 
@@ -579,11 +605,6 @@ static void hmmt_forget(struct page *dpage)
 /* ---------------------------------------------------------------------------
  * Device memory
  */
-
-static struct hmmt_chunk *hmmt_page_chunk(struct page *page)
-{
-	return container_of(page_pgmap(page), struct hmmt_chunk, pagemap);
-}
 
 static struct hmmt_device *hmmt_page_device(struct page *page)
 {
@@ -619,15 +640,50 @@ static struct page *hmmt_pool_take(struct hmmt_device *hdev)
 	return page;
 }
 
-static void hmmt_pool_give(struct page *page)
+/*
+ * Take HPAGE_PMD_NR free pages of one chunk, aligned for a PMD-sized folio,
+ * or return NULL.
+ */
+static struct page *hmmt_pool_take_huge(struct hmmt_device *hdev)
+{
+	struct page *page = NULL;
+	unsigned int i;
+
+	spin_lock(&hdev->pool_lock);
+	for (i = 0; i < hdev->nr_chunks; i++) {
+		struct hmmt_chunk *chunk = hdev->chunks[i];
+		unsigned long off = chunk->first_pfn & (HPAGE_PMD_NR - 1);
+		unsigned long bit;
+
+		if (chunk->npages - chunk->nr_used < HPAGE_PMD_NR)
+			continue;
+		/* Such that first_pfn + bit is aligned to the folio size. */
+		bit = bitmap_find_next_zero_area_off(chunk->in_use,
+						     chunk->npages, 0,
+						     HPAGE_PMD_NR,
+						     HPAGE_PMD_NR - 1, off);
+		if (bit >= chunk->npages)
+			continue;
+		bitmap_set(chunk->in_use, bit, HPAGE_PMD_NR);
+		chunk->nr_used += HPAGE_PMD_NR;
+		hdev->pages_used += HPAGE_PMD_NR;
+		page = pfn_to_page(chunk->first_pfn + bit);
+		break;
+	}
+	spin_unlock(&hdev->pool_lock);
+	return page;
+}
+
+/* Give back @nr pages from @page on, all of one chunk. */
+static void hmmt_pool_give(struct page *page, unsigned long nr)
 {
 	struct hmmt_chunk *chunk = hmmt_page_chunk(page);
 	struct hmmt_device *hdev = chunk->hdev;
 
 	spin_lock(&hdev->pool_lock);
-	__clear_bit(page_to_pfn(page) - chunk->first_pfn, chunk->in_use);
-	chunk->nr_used--;
-	hdev->pages_used--;
+	bitmap_clear(chunk->in_use, page_to_pfn(page) - chunk->first_pfn, nr);
+	chunk->nr_used -= nr;
+	hdev->pages_used -= nr;
 	spin_unlock(&hdev->pool_lock);
 }
 
@@ -641,14 +697,15 @@ static unsigned long hmmt_chunk_used(struct hmmt_chunk *chunk)
 	return used;
 }
 
-static bool hmmt_pool_has_free(struct hmmt_device *hdev)
+/* Has some chunk @nr free pages? */
+static bool hmmt_pool_has_free(struct hmmt_device *hdev, unsigned long nr)
 {
 	bool found = false;
 	unsigned int i;
 
 	spin_lock(&hdev->pool_lock);
 	for (i = 0; i < hdev->nr_chunks && !found; i++)
-		found = hdev->chunks[i]->nr_used < hdev->chunks[i]->npages;
+		found = hdev->chunks[i]->npages - hdev->chunks[i]->nr_used >= nr;
 	spin_unlock(&hdev->pool_lock);
 	return found;
 }
@@ -672,8 +729,11 @@ static struct resource *hmmt_chunk_region(struct hmmt_device *hdev)
 	return res ? res : ERR_PTR(-EBUSY);
 }
 
-/* Give the device one more chunk of memory.  Returns 0 or -errno. */
-static int hmmt_chunk_add(struct hmmt_device *hdev)
+/*
+ * Give the device one more chunk of memory, unless some chunk has @nr free
+ * pages by now.  Returns 0 or -errno.
+ */
+static int hmmt_chunk_add(struct hmmt_device *hdev, unsigned long nr)
 {
 	struct hmmt_chunk *chunk;
 	struct resource *res;
@@ -682,7 +742,7 @@ static int hmmt_chunk_add(struct hmmt_device *hdev)
 
 	mutex_lock(&hdev->grow_lock);
 	/* Somebody else may have added memory while we waited. */
-	if (hmmt_pool_has_free(hdev)) {
+	if (hmmt_pool_has_free(hdev, nr)) {
 		ret = 0;
 		goto out_unlock;
 	}
@@ -707,9 +767,11 @@ static int hmmt_chunk_add(struct hmmt_device *hdev)
 	chunk->first_pfn = PHYS_PFN(res->start);
 	chunk->npages = PHYS_PFN(resource_size(res));
 	chunk->in_use = bitmap_zalloc(chunk->npages, GFP_KERNEL);
-	if (!chunk->in_use) {
+	chunk->data = kvcalloc(chunk->npages, sizeof(*chunk->data),
+			       GFP_KERNEL);
+	if (!chunk->in_use || !chunk->data) {
 		ret = -ENOMEM;
-		goto out_release;
+		goto out_bitmap;
 	}
 
 	if (hmmt_coherent(hdev)) {
@@ -739,8 +801,8 @@ static int hmmt_chunk_add(struct hmmt_device *hdev)
 	return 0;
 
 out_bitmap:
+	kvfree(chunk->data);
 	bitmap_free(chunk->in_use);
-out_release:
 	release_mem_region(res->start, resource_size(res));
 out_free:
 	kfree(chunk);
@@ -750,27 +812,18 @@ out_unlock:
 }
 
 /*
- * Hand out a device page that will hold virtual page @vpfn of @mirror's
- * process.  It comes back referenced and locked, ready to be a migration
- * destination.  Returns NULL when memory (device or system) runs out.
+ * What device page @dpage will hold for virtual page @vpfn of @mirror, see
+ * struct hmmt_owner; the page takes a reference on @mirror.  Returns false
+ * when system memory runs out.
  */
-static struct page *hmmt_dpage_alloc(struct hmmt_mirror *mirror,
-				     unsigned long vpfn)
+static bool hmmt_data_init(struct hmmt_mirror *mirror, struct page *dpage,
+			   unsigned long vpfn)
 {
-	struct hmmt_device *hdev = mirror->hdev;
 	struct hmmt_owner *owner;
-	struct page *dpage, *backing;
+	struct page *backing;
 	void *data;
 
-	dpage = hmmt_pool_take(hdev);
-	while (!dpage) {
-		if (hmmt_chunk_add(hdev))
-			return NULL;
-		dpage = hmmt_pool_take(hdev);
-	}
-
-	/* See struct hmmt_owner. */
-	if (hmmt_coherent(hdev)) {
+	if (hmmt_coherent(mirror->hdev)) {
 		owner = kmalloc(sizeof(*owner), GFP_KERNEL);
 		if (owner) {
 			owner->mirror = mirror;
@@ -785,39 +838,109 @@ static struct page *hmmt_dpage_alloc(struct hmmt_mirror *mirror,
 		}
 		data = backing;
 	}
-	if (!data) {
-		hmmt_pool_give(dpage);
-		return NULL;
+	if (!data)
+		return false;
+	kref_get(&mirror->ref);
+	*hmmt_data(dpage) = data;
+	return true;
+}
+
+/* Undo hmmt_data_init(); the page's owner must not sleep here. */
+static void hmmt_data_free(struct page *dpage)
+{
+	void **slot = hmmt_data(dpage);
+	struct hmmt_mirror *mirror;
+	unsigned long vpfn;
+
+	if (!*slot)
+		return;
+	mirror = hmmt_page_owner(dpage, &vpfn);
+	if (is_device_private_page(dpage)) {
+		set_page_private(*slot, 0);
+		__free_page(*slot);
+	} else {
+		kfree(*slot);
+	}
+	*slot = NULL;
+	hmmt_mirror_put(mirror);
+}
+
+/*
+ * Hand out a device page that will hold virtual page @vpfn of @mirror's
+ * process.  It comes back referenced and locked, ready to be a migration
+ * destination.  Returns NULL when memory (device or system) runs out.
+ */
+static struct page *hmmt_dpage_alloc(struct hmmt_mirror *mirror,
+				     unsigned long vpfn)
+{
+	struct hmmt_device *hdev = mirror->hdev;
+	struct page *dpage;
+
+	dpage = hmmt_pool_take(hdev);
+	while (!dpage) {
+		if (hmmt_chunk_add(hdev, 1))
+			return NULL;
+		dpage = hmmt_pool_take(hdev);
 	}
 
-	kref_get(&mirror->ref);
-	dpage->zone_device_data = data;
+	if (!hmmt_data_init(mirror, dpage, vpfn)) {
+		hmmt_pool_give(dpage, 1);
+		return NULL;
+	}
 	zone_device_page_init(dpage);
 	return dpage;
 }
 
 /*
- * dev_pagemap_ops.page_free: the last reference to a device page is gone.
- * Runs in whatever context dropped that reference, so it must not sleep.
+ * Hand out a PMD-sized device folio for the virtual pages from @vpfn on,
+ * like hmmt_dpage_alloc().  Returns its first page, or NULL when memory
+ * runs out, no aligned run of free pages is found, or HMM_DMIRROR_FLAGS
+ * asked for this allocation to fail.
  */
-static void hmmt_page_free(struct page *dpage)
+static struct page *hmmt_dfolio_alloc(struct hmmt_mirror *mirror,
+				      unsigned long vpfn)
 {
-	void *data = dpage->zone_device_data;
-	struct hmmt_mirror *mirror;
-	unsigned long vpfn;
+	struct hmmt_device *hdev = mirror->hdev;
+	struct page *dpage;
+	unsigned long i;
 
-	if (data) {
-		mirror = hmmt_page_owner(dpage, &vpfn);
-		if (is_device_private_page(dpage)) {
-			set_page_private(data, 0);
-			__free_page(data);
-		} else {
-			kfree(data);
-		}
-		dpage->zone_device_data = NULL;
-		hmmt_mirror_put(mirror);
+	if (test_and_clear_bit(HMMT_FLAG_FAIL_ALLOC, &mirror->flags))
+		return NULL;
+	dpage = hmmt_pool_take_huge(hdev);
+	if (!dpage) {
+		if (hmmt_chunk_add(hdev, HPAGE_PMD_NR))
+			return NULL;
+		dpage = hmmt_pool_take_huge(hdev);
+		if (!dpage)
+			return NULL;
 	}
-	hmmt_pool_give(dpage);
+
+	for (i = 0; i < HPAGE_PMD_NR; i++)
+		if (!hmmt_data_init(mirror, dpage + i, vpfn + i))
+			goto undo;
+	if (zone_device_folio_init((struct folio *)dpage, HPAGE_PMD_ORDER))
+		goto undo;
+	return dpage;
+
+undo:
+	while (i--)
+		hmmt_data_free(dpage + i);
+	hmmt_pool_give(dpage, HPAGE_PMD_NR);
+	return NULL;
+}
+
+/*
+ * dev_pagemap_ops.folio_free: the last reference to a device folio is
+ * gone.  Runs in whatever context dropped that reference, so it must not
+ * sleep.
+ */
+static void hmmt_folio_free(struct folio *folio)
+{
+	long i, nr = folio_nr_pages(folio);
+
+	for (i = 0; i < nr; i++)
+		hmmt_data_free(folio_page(folio, i));
+	hmmt_pool_give(&folio->page, nr);
 }
 
 /*
@@ -874,11 +997,37 @@ static int hmmt_to_dev_one(struct hmmt_mirror *mirror,
 }
 
 /*
+ * Give the THP @spage, collected whole at entry @i of a MIGRATE_TO_DEV
+ * batch with the flags of @src, a device folio of its size.  Returns false
+ * if there is none to be had.
+ */
+static bool hmmt_to_dev_folio(struct hmmt_mirror *mirror,
+			      struct migrate_vma *mig, unsigned long i,
+			      struct page *spage, unsigned long src)
+{
+	unsigned long vpfn = (mig->start >> PAGE_SHIFT) + i, j;
+	struct page *dpage;
+
+	if (folio_nr_pages(page_folio(spage)) != HPAGE_PMD_NR)
+		return false;
+	dpage = hmmt_dfolio_alloc(mirror, vpfn);
+	if (!dpage)
+		return false;
+
+	for (j = 0; j < HPAGE_PMD_NR; j++)
+		copy_highpage(hmmt_backing(dpage + j), spage + j);
+	mig->dst[i] = migrate_pfn(page_to_pfn(dpage)) | MIGRATE_PFN_COMPOUND |
+		      (src & MIGRATE_PFN_WRITE);
+	return true;
+}
+
+/*
  * Allocate and fill the destinations of one MIGRATE_TO_DEV batch.  Entries
  * without a destination simply stay in system memory.  A THP collected
- * whole (MIGRATE_PFN_COMPOUND) gets a device page for each of its pages:
- * the device has no huge pages, so the core splits it.  Returns -ENOMEM if
- * some page was left behind for lack of memory, else 0.
+ * whole (MIGRATE_PFN_COMPOUND) gets a device folio of its size, and moves
+ * whole; without one, it gets a device page for each of its pages, and the
+ * core splits it.  Returns -ENOMEM if some page was left behind for lack
+ * of memory, else 0.
  */
 static int hmmt_to_dev_prepare(struct hmmt_mirror *mirror,
 			       struct migrate_vma *mig)
@@ -908,8 +1057,11 @@ static int hmmt_to_dev_prepare(struct hmmt_mirror *mirror,
 		 */
 		if (spage && is_zone_device_page(spage))
 			continue;
-		if (src & MIGRATE_PFN_COMPOUND)
+		if (src & MIGRATE_PFN_COMPOUND) {
 			nr = folio_nr_pages(page_folio(spage));
+			if (hmmt_to_dev_folio(mirror, mig, i, spage, src))
+				continue;
+		}
 
 		for (j = 0; j < nr; j++)
 			if (hmmt_to_dev_one(mirror, mig, i + j,
@@ -938,29 +1090,38 @@ static int hmmt_to_dev_record(struct hmmt_mirror *mirror,
 	xas_lock(&xas);
 	for (i = 0; i < mig->npages; i++) {
 		struct page *dpage = migrate_pfn_to_page(mig->dst[i]);
+		unsigned long dst = mig->dst[i], j, nr = 1;
 
-		/*
-		 * Not migrated after all, finalize frees dpage; or maybe
-		 * zapped meanwhile, and then finalize finds no entry to map
-		 * dpage with and frees it too.  Either way it must not be
-		 * recorded.  A page that did get mapped is still ours: the
-		 * device reaches it through hmm_range_fault(), and
-		 * MIGRATE_TO_DEV reports it missing this time.
-		 */
-		if (!dpage || !(mig->src[i] & MIGRATE_PFN_MIGRATE) ||
-		    hmmt_inflight_changed(win, mig->start + i * PAGE_SIZE)) {
-			hmmt_ptab_release(&xas, first + i);
-			continue;
+		/* A device folio holds the pages of the entries after it. */
+		if (dst & MIGRATE_PFN_COMPOUND)
+			nr = folio_nr_pages(page_folio(dpage));
+		for (j = 0; j < nr; j++) {
+			/*
+			 * Not migrated after all, finalize frees dpage; or
+			 * maybe zapped meanwhile, and then finalize finds no
+			 * entry to map dpage with and frees it too.  Either
+			 * way it must not be recorded.  A page that did get
+			 * mapped is still ours: the device reaches it through
+			 * hmm_range_fault(), and MIGRATE_TO_DEV reports it
+			 * missing this time.
+			 */
+			if (!dpage || !(mig->src[i] & MIGRATE_PFN_MIGRATE) ||
+			    hmmt_inflight_changed(win, mig->start +
+						  (i + j) * PAGE_SIZE)) {
+				hmmt_ptab_release(&xas, first + i + j);
+				continue;
+			}
+			if (hmmt_ptab_store(&xas, first + i + j, dpage + j)) {
+				ret = -ENOMEM;
+				continue;
+			}
+			if (dst & MIGRATE_PFN_WRITE)
+				xas_set_mark(&xas, HMMT_MARK_WRITE);
+			else
+				xas_clear_mark(&xas, HMMT_MARK_WRITE);
+			xas_clear_mark(&xas, HMMT_MARK_EXCLUSIVE);
 		}
-		if (hmmt_ptab_store(&xas, first + i, dpage)) {
-			ret = -ENOMEM;
-			continue;
-		}
-		if (mig->dst[i] & MIGRATE_PFN_WRITE)
-			xas_set_mark(&xas, HMMT_MARK_WRITE);
-		else
-			xas_clear_mark(&xas, HMMT_MARK_WRITE);
-		xas_clear_mark(&xas, HMMT_MARK_EXCLUSIVE);
+		i += nr - 1;
 	}
 	xas_unlock(&xas);
 	hmmt_inflight_close(mirror, win);
@@ -1040,6 +1201,81 @@ static void hmmt_forget_batch(struct hmmt_mirror *mirror,
 	}
 }
 
+/*
+ * A system THP to take device folio @dfolio back at @addr of @vma, locked,
+ * or NULL if none can be had or HMM_DMIRROR_FLAGS asked the owner of
+ * @dfolio for this allocation to fail.
+ */
+static struct folio *hmmt_sys_folio(struct folio *dfolio,
+				    struct vm_area_struct *vma,
+				    unsigned long addr)
+{
+	struct hmmt_mirror *mirror;
+	struct folio *folio;
+	unsigned long vpfn;
+
+	mirror = hmmt_page_owner(&dfolio->page, &vpfn);
+	if (test_and_clear_bit(HMMT_FLAG_FAIL_ALLOC, &mirror->flags))
+		return NULL;
+	folio = vma_alloc_folio(GFP_TRANSHUGE_LIGHT | __GFP_NOWARN,
+				HPAGE_PMD_ORDER, vma, addr, true);
+	if (folio)
+		folio_lock(folio);
+	return folio;
+}
+
+/*
+ * Give the device folio collected whole at the start of @mig, a batch of
+ * one PMD, its way back: a system THP, or one system page for each of its
+ * pages when there is none (the core splits the folio then).  Each of its
+ * pages is forgotten by the mirror that recorded it.  Returns -ENOMEM if
+ * some page got no system memory.
+ */
+static int hmmt_to_sys_folio(struct migrate_vma *mig)
+{
+	struct page *dpage = migrate_pfn_to_page(mig->src[0]);
+	unsigned long write = mig->src[0] & MIGRATE_PFN_WRITE, j;
+	struct folio *folio;
+	int ret = 0;
+
+	folio = hmmt_sys_folio(page_folio(dpage), mig->vma, mig->start);
+	if (folio) {
+		for (j = 0; j < HPAGE_PMD_NR; j++)
+			hmmt_copy_out(dpage + j, folio_page(folio, j));
+		mig->dst[0] = migrate_pfn(folio_pfn(folio)) |
+			      MIGRATE_PFN_COMPOUND | write;
+		return 0;
+	}
+
+	for (j = 0; j < HPAGE_PMD_NR; j++) {
+		struct page *page;
+
+		page = alloc_page_vma(GFP_HIGHUSER_MOVABLE, mig->vma,
+				      mig->start + j * PAGE_SIZE);
+		if (!page) {
+			ret = -ENOMEM;
+			continue;
+		}
+		lock_page(page);
+		hmmt_copy_out(dpage + j, page);
+		mig->dst[j] = migrate_pfn(page_to_pfn(page)) | write;
+	}
+	return ret;
+}
+
+/* Pages that a device-to-system batch moved: a THP counts as all of them. */
+static u64 hmmt_moved(const struct migrate_vma *mig)
+{
+	unsigned long i;
+	u64 moved = 0;
+
+	for (i = 0; i < mig->npages; i++)
+		if (mig->dst[i] && (mig->src[i] & MIGRATE_PFN_MIGRATE))
+			moved += (mig->dst[i] & MIGRATE_PFN_COMPOUND) ?
+				 HPAGE_PMD_NR : 1;
+	return moved;
+}
+
 static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 			     struct migrate_vma *mig, u64 *count)
 {
@@ -1049,6 +1285,13 @@ static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 	ret = migrate_vma_setup(mig);
 	if (ret)
 		return ret;
+
+	/* A device folio collected whole is the whole batch. */
+	if ((mig->src[0] & MIGRATE_PFN_COMPOUND) &&
+	    hmmt_own_page(mirror->hdev, migrate_pfn_to_page(mig->src[0]))) {
+		ret = hmmt_to_sys_folio(mig);
+		goto move;
+	}
 
 	for (i = 0; i < mig->npages; i++) {
 		unsigned long addr = mig->start + i * PAGE_SIZE;
@@ -1071,11 +1314,10 @@ static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 	}
 	hmmt_forget_batch(mirror, mig);
 
+move:
 	migrate_vma_pages(mig);
 	/* migrate_vma_pages() clears MIGRATE for what it could not move. */
-	for (i = 0; i < mig->npages; i++)
-		if (mig->dst[i] && (mig->src[i] & MIGRATE_PFN_MIGRATE))
-			(*count)++;
+	*count += hmmt_moved(mig);
 	migrate_vma_finalize(mig);
 	return ret;
 }
@@ -1132,7 +1374,8 @@ static int hmmt_migrate_range(struct hmmt_mirror *mirror,
 				    MIGRATE_VMA_SELECT_COMPOUND;
 			ret = hmmt_to_dev_batch(mirror, &mig);
 		} else {
-			mig.flags = hmmt_select_own(mirror->hdev);
+			mig.flags = hmmt_select_own(mirror->hdev) |
+				    MIGRATE_VMA_SELECT_COMPOUND;
 			ret = hmmt_to_sys_batch(mirror, &mig, &cmd->cpages);
 		}
 		if (ret)
@@ -1154,6 +1397,70 @@ out_mmput:
 	 * changed while it moved, see hmmt_to_dev_record()).
 	 */
 	return hmmt_access(mirror, cmd, start, end, false, false);
+}
+
+/*
+ * migrate_to_ram() for a page of a large device folio: bring back the
+ * whole PMD-sized range around it, as one THP if it is still mapped by one
+ * device-private PMD and a THP can be had, else page by page.  Returns
+ * false, having moved nothing, if the range is not all in the VMA or no
+ * memory for the arrays can be had: the caller then moves the one page.
+ */
+static bool hmmt_fault_folio(struct vm_fault *vmf, vm_fault_t *ret)
+{
+	unsigned long start = ALIGN_DOWN(vmf->address, HPAGE_PMD_SIZE), i;
+	struct hmmt_xfer *xfer;
+	struct migrate_vma mig = {
+		.vma		= vmf->vma,
+		.start		= start,
+		.end		= start + HPAGE_PMD_SIZE,
+		.pgmap_owner	= hmmt_page_device(vmf->page),
+		.flags		= MIGRATE_VMA_SELECT_DEVICE_PRIVATE |
+				  MIGRATE_VMA_SELECT_COMPOUND,
+		.fault_page	= vmf->page,
+	};
+
+	if (start < vmf->vma->vm_start || mig.end > vmf->vma->vm_end)
+		return false;
+	xfer = kmalloc(sizeof(*xfer), GFP_KERNEL);
+	if (!xfer)
+		return false;
+	mig.src = xfer->src;
+	mig.dst = xfer->dst;
+	*ret = 0;
+	if (migrate_vma_setup(&mig)) {
+		*ret = VM_FAULT_SIGBUS;
+		goto out;
+	}
+
+	if (mig.src[0] & MIGRATE_PFN_COMPOUND) {
+		if (hmmt_to_sys_folio(&mig))
+			*ret = VM_FAULT_OOM;
+		goto move;
+	}
+	for (i = 0; i < mig.npages; i++) {
+		struct page *dpage = migrate_pfn_to_page(mig.src[i]);
+		struct page *page;
+
+		if (!dpage || !(mig.src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		page = alloc_page_vma(GFP_HIGHUSER_MOVABLE, vmf->vma,
+				      start + i * PAGE_SIZE);
+		if (!page) {
+			*ret = VM_FAULT_OOM;
+			continue;
+		}
+		lock_page(page);
+		hmmt_copy_out(dpage, page);
+		mig.dst[i] = migrate_pfn(page_to_pfn(page)) |
+			     (mig.src[i] & MIGRATE_PFN_WRITE);
+	}
+move:
+	migrate_vma_pages(&mig);
+	migrate_vma_finalize(&mig);
+out:
+	kfree(xfer);
+	return true;
 }
 
 /*
@@ -1179,6 +1486,9 @@ static vm_fault_t hmmt_migrate_to_ram(struct vm_fault *vmf)
 	vm_fault_t ret = 0;
 
 	atomic64_inc(&hmmt_page_device(vmf->page)->cpu_faults);
+	if (folio_test_large(page_folio(vmf->page)) &&
+	    hmmt_fault_folio(vmf, &ret))
+		return ret;
 	if (migrate_vma_setup(&mig))
 		return VM_FAULT_SIGBUS;
 
@@ -1346,6 +1656,7 @@ static void hmmt_destroy_memory(struct hmmt_device *hdev)
 		memunmap_pages(&chunk->pagemap);
 		release_mem_region(chunk->pagemap.range.start,
 				   range_len(&chunk->pagemap.range));
+		kvfree(chunk->data);
 		bitmap_free(chunk->in_use);
 		kfree(chunk);
 		hdev->chunks[i] = NULL;
@@ -1355,13 +1666,13 @@ static void hmmt_destroy_memory(struct hmmt_device *hdev)
 }
 
 static const struct dev_pagemap_ops hmmt_pagemap_ops = {
-	.page_free	= hmmt_page_free,
+	.folio_free	= hmmt_folio_free,
 	.migrate_to_ram	= hmmt_migrate_to_ram,
 };
 
 /* The CPU maps device-coherent pages: it never faults them back. */
 static const struct dev_pagemap_ops hmmt_coherent_ops = {
-	.page_free	= hmmt_page_free,
+	.folio_free	= hmmt_folio_free,
 };
 
 /* ---------------------------------------------------------------------------
@@ -2108,6 +2419,18 @@ static int hmmt_cmd_range(const struct hmm_dmirror_cmd *cmd,
 	return 0;
 }
 
+/* HMM_DMIRROR_FLAGS: @flags replaces the file's HMM_DMIRROR_FLAG_* bits. */
+static int hmmt_set_flags(struct hmmt_mirror *mirror, u64 flags)
+{
+	if (flags & ~HMM_DMIRROR_FLAG_FAIL_ALLOC)
+		return -EINVAL;
+	if (flags & HMM_DMIRROR_FLAG_FAIL_ALLOC)
+		set_bit(HMMT_FLAG_FAIL_ALLOC, &mirror->flags);
+	else
+		clear_bit(HMMT_FLAG_FAIL_ALLOC, &mirror->flags);
+	return 0;
+}
+
 static long hmmt_ioctl(struct file *filp, unsigned int op, unsigned long arg)
 {
 	struct hmmt_mirror *mirror = filp->private_data;
@@ -2148,6 +2471,9 @@ static long hmmt_ioctl(struct file *filp, unsigned int op, unsigned long arg)
 		break;
 	case HMM_DMIRROR_CHECK_EXCLUSIVE:
 		ret = hmmt_check_exclusive(mirror, start, end);
+		break;
+	case HMM_DMIRROR_FLAGS:
+		ret = hmmt_set_flags(mirror, cmd.npages);
 		break;
 	default:
 		ret = -EINVAL;
@@ -2319,7 +2645,7 @@ static struct hmmt_device *hmmt_device_create(unsigned int minor,
 		goto out_put;
 
 	if (hmmt_coherent(hdev)) {
-		ret = hmmt_chunk_add(hdev);
+		ret = hmmt_chunk_add(hdev, 1);
 		if (ret) {
 			dev_err(&hdev->dev,
 				"no device-coherent memory at %#lx: %d\n",

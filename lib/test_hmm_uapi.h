@@ -11,6 +11,7 @@
 #ifndef _LIB_TEST_HMM_UAPI_H
 #define _LIB_TEST_HMM_UAPI_H
 
+#include <linux/const.h>
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
@@ -45,6 +46,14 @@ struct hmm_dmirror_cmd {
 #define HMM_DMIRROR_CHECK_EXCLUSIVE	_IOWR('H', 0x06, struct hmm_dmirror_cmd)
 /* Evict everything held in this device's memory back to system RAM. */
 #define HMM_DMIRROR_RELEASE		_IOWR('H', 0x07, struct hmm_dmirror_cmd)
+/*
+ * Set the HMM_DMIRROR_FLAG_* bits given in @npages for this open file
+ * (@addr must still be page aligned, and @npages is not 0).
+ */
+#define HMM_DMIRROR_FLAGS		_IOWR('H', 0x08, struct hmm_dmirror_cmd)
+
+/* The next allocation of a 2 MiB device folio fails (then clears itself). */
+#define HMM_DMIRROR_FLAG_FAIL_ALLOC	_BITULL(0)
 
 /*
  * One byte per page written to @ptr by HMM_DMIRROR_SNAPSHOT.  The low bits

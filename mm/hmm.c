@@ -498,6 +498,40 @@ static int hmm_walk_ptes(struct hmm_walk_state *ws, pmd_t *pmdp,
 	return HMM_WALK_RESTART;
 }
 
+/*
+ * A device-private PMD, read under @ptl, which is dropped here.  As for a
+ * device-private PTE (hmm_swap_verdict()), the caller's own device folio is
+ * reported as it is, never faulted, here with the PMD map order; another
+ * device's is reported as 0 unless a fault is asked for, which brings the
+ * pages back to system memory (see do_huge_pmd_device_private()).
+ */
+static int hmm_walk_device_pmd(struct hmm_walk_state *ws, pmd_t pmd,
+			       unsigned long addr, unsigned long end,
+			       spinlock_t *ptl, struct vm_area_struct *vma)
+{
+	swp_entry_t entry = pmd_to_swp_entry(pmd);
+	struct folio *folio = pfn_swap_entry_folio(entry);
+	unsigned long val;
+	int ret;
+
+	/* The mapping holds the folio, so its pgmap is stable. */
+	if (folio->pgmap->owner != ws->range->dev_private_owner) {
+		ret = hmm_fill_leaf(ws, addr, end, 0, ptl);
+		if (ret <= 0)
+			return ret;
+		return hmm_fault_run(ws, vma, true);
+	}
+
+	val = HMM_PFN_VALID | hmm_order_bits(PMD_SHIFT) |
+	      (swp_offset_pfn(entry) + ((addr & ~PMD_MASK) >> PAGE_SHIFT));
+	if (is_writable_device_private_entry(entry))
+		val |= HMM_PFN_WRITE;
+	for (; addr < end; addr += PAGE_SIZE, val++)
+		*hmm_entry(ws, addr) = val;
+	spin_unlock(ptl);
+	return 0;
+}
+
 /**
  * hmm_walk_pmd_leaf() - handle a huge PMD (THP, devmap) or a PMD swap entry
  * @ws: walk state
@@ -539,6 +573,9 @@ static int hmm_walk_pmd_leaf(struct hmm_walk_state *ws, pmd_t *pmdp,
 		ws->restart = ws->run_start;
 		return HMM_WALK_RESTART;
 	}
+
+	if (is_pmd_device_private_entry(pmd))
+		return hmm_walk_device_pmd(ws, pmd, addr, end, ptl, vma);
 
 	if (!pmd_present(pmd)) {
 		val = HMM_PFN_ERROR;

@@ -118,17 +118,25 @@ static int mvd_walk_hole(unsigned long start, unsigned long end,
 /*
  * Split @folio so that its pages can be collected one by one.  Called
  * without page table locks, with a reference on @folio which is dropped.
+ *
+ * A large device folio that holds the fault page is locked by the fault
+ * handler, which also holds a reference to the fault page: the split then
+ * works under that lock and reference, and leaves the fault page in a
+ * folio of its own, still locked and referenced, as the handler expects.
  */
 static void mvd_split_folio(struct mvd_walk *w, struct folio *folio)
 {
+	struct page *fault_page = w->mig->fault_page;
 	int err = -EAGAIN;
 
-	/*
-	 * split_folio() does not know large device folios: it would take the
-	 * pgmap from their tail pages.  Nothing maps one yet; should it, the
-	 * folio stays whole.
-	 */
-	if (!folio_is_zone_device(folio) && folio_trylock(folio)) {
+	if (fault_page && page_folio(fault_page) == folio) {
+		folio_put(folio);
+		if (split_huge_page(fault_page))
+			w->unsplittable = folio;
+		return;
+	}
+
+	if (folio_trylock(folio)) {
 		err = split_folio(folio);
 		folio_unlock(folio);
 	}
@@ -466,6 +474,107 @@ static void mvd_collect_huge_pmd(struct mvd_walk *w, struct mm_walk *walk,
 	walk->action = ACTION_AGAIN;
 }
 
+/*
+ * Lock the device folio mapped by the device-private PMD at @pmdp and
+ * replace the PMD with a PMD migration entry; record it as one
+ * MIGRATE_PFN_COMPOUND entry.  Called with the PMD lock held, for a range
+ * that covers the PMD, which is the folio's only mapping.  Returns false,
+ * with nothing changed, if the folio is locked by someone else.
+ */
+static bool mvd_take_device_pmd(struct mvd_walk *w, struct vm_area_struct *vma,
+				pmd_t *pmdp, unsigned long addr,
+				unsigned long end, struct folio *folio)
+{
+	struct page *fault_page = w->mig->fault_page;
+	bool locked_by_caller = fault_page && page_folio(fault_page) == folio;
+	pmd_t old = pmdp_get(pmdp);
+	swp_entry_t entry = pmd_to_swp_entry(old);
+	bool writable = is_writable_device_private_entry(entry);
+	bool exclusive = PageAnonExclusive(&folio->page);
+	unsigned long pfn = folio_pfn(folio);
+	pmd_t new;
+
+	/* The PMD lock keeps the folio alive until we hold our own ref. */
+	folio_get(folio);
+	if (!locked_by_caller && !folio_trylock(folio)) {
+		folio_put(folio);
+		return false;
+	}
+
+	/* Not present: no TLB to flush.  Never pinned: sharing cannot fail. */
+	pmdp_huge_get_and_clear(vma->vm_mm, addr, pmdp);
+	if (exclusive)
+		folio_try_share_anon_rmap_pmd(folio, &folio->page);
+	if (writable)
+		entry = make_writable_migration_entry(pfn);
+	else if (exclusive)
+		entry = make_readable_exclusive_migration_entry(pfn);
+	else
+		entry = make_readable_migration_entry(pfn);
+	new = swp_entry_to_pmd(entry);
+	if (pmd_swp_soft_dirty(old))
+		new = pmd_swp_mksoft_dirty(new);
+	if (pmd_swp_uffd_wp(old))
+		new = pmd_swp_mkuffd_wp(new);
+	set_pmd_at(vma->vm_mm, addr, pmdp, new);
+
+	/* The mapping is gone: its rmap and reference go with it. */
+	folio_remove_rmap_pmd(folio, &folio->page, vma);
+	folio_put(folio);
+
+	mvd_record(w, addr, migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE |
+			    MIGRATE_PFN_COMPOUND |
+			    (writable ? MIGRATE_PFN_WRITE : 0));
+	mvd_record_range(w, addr + PAGE_SIZE, end, 0);
+	w->compound++;
+	return true;
+}
+
+/*
+ * A device-private PMD.  If @w collects its folio (the rules of
+ * mvd_collect_pte() for a device-private PTE), take it whole when the
+ * driver asked for compound entries, the range covers it and nothing else
+ * maps it, like a THP (mvd_whole_thp()).  Otherwise map the folio by PTEs
+ * and look again: mvd_collect_ptes() splits the folio and takes its pages
+ * one by one.  Secondary MMUs already dropped the range (mvd_collect()).
+ */
+static void mvd_collect_device_pmd(struct mvd_walk *w, struct mm_walk *walk,
+				   pmd_t *pmdp, unsigned long addr,
+				   unsigned long end)
+{
+	struct migrate_vma *mig = w->mig;
+	spinlock_t *ptl;	/* PMD lock */
+	struct folio *folio;
+	pmd_t pmd;
+
+	ptl = pmd_lock(walk->mm, pmdp);
+	pmd = pmdp_get(pmdp);
+	if (!is_pmd_device_private_entry(pmd)) {
+		spin_unlock(ptl);
+		walk->action = ACTION_AGAIN;
+		return;
+	}
+	/* The mapping keeps the folio, and its pgmap, alive. */
+	folio = pfn_swap_entry_folio(pmd_to_swp_entry(pmd));
+	if (!(mig->flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) ||
+	    folio->pgmap->owner != mig->pgmap_owner) {
+		spin_unlock(ptl);
+		mvd_record_range(w, addr, end, 0);
+		return;
+	}
+	if ((mig->flags & MIGRATE_VMA_SELECT_COMPOUND) &&
+	    IS_ALIGNED(addr, HPAGE_PMD_SIZE) && end - addr == HPAGE_PMD_SIZE &&
+	    folio_large_mapcount(folio) == 1 &&
+	    mvd_take_device_pmd(w, walk->vma, pmdp, addr, end, folio)) {
+		spin_unlock(ptl);
+		return;
+	}
+	split_huge_pmd_locked(walk->vma, addr & HPAGE_PMD_MASK, pmdp, false,
+			      NULL);
+	spin_unlock(ptl);
+	walk->action = ACTION_AGAIN;
+}
+
 static int mvd_walk_pmd(pmd_t *pmdp, unsigned long start, unsigned long end,
 			struct mm_walk *walk)
 {
@@ -484,6 +593,8 @@ static int mvd_walk_pmd(pmd_t *pmdp, unsigned long start, unsigned long end,
 			/* A THP is being migrated by someone else: wait. */
 			pmd_migration_entry_wait(walk->mm, pmdp);
 			walk->action = ACTION_AGAIN;
+		} else if (is_pmd_device_private_entry(pmd)) {
+			mvd_collect_device_pmd(w, walk, pmdp, addr, end);
 		} else {
 			mvd_record_range(w, addr, end, 0);
 		}
@@ -541,7 +652,8 @@ static unsigned long mvd_collect(struct migrate_vma *mig)
 
 /*
  * Split the THP of the MIGRATE_PFN_COMPOUND entry @mig->src[@i], collected
- * by mvd_take_thp() and still held (locked, isolated, unmapped), into base
+ * by mvd_take_thp() or mvd_take_device_pmd() and still held (locked,
+ * isolated, unmapped), into base
  * pages, and give each its own entry, with the flags of the compound one.
  * Its PMD migration entry becomes a table of PTE migration entries first;
  * no invalidation is needed for that, secondary MMUs having dropped the
@@ -559,6 +671,8 @@ static bool mvd_split_compound(struct migrate_vma *mig, unsigned long i)
 	struct mm_struct *mm = mig->vma->vm_mm;
 	struct folio *folio = page_folio(head);
 	unsigned long j, nr = folio_nr_pages(folio);
+	struct page *fault_page = mig->fault_page;
+	bool holds_fault_page = fault_page && page_folio(fault_page) == folio;
 	spinlock_t *ptl;	/* PMD lock */
 	pmd_t *pmdp;
 
@@ -571,8 +685,20 @@ static bool mvd_split_compound(struct migrate_vma *mig, unsigned long i)
 		spin_unlock(ptl);
 	}
 
-	if (folio_split_unmapped(folio, 0))
+	/*
+	 * The fault handler's reference to a device folio holding the fault
+	 * page stands in for ours during the split, which wants exactly one;
+	 * afterwards the fault page's new folio gets ours back.
+	 */
+	if (holds_fault_page)
+		folio_put(folio);
+	if (folio_split_unmapped(folio, 0)) {
+		if (holds_fault_page)
+			folio_get(folio);
 		return false;
+	}
+	if (holds_fault_page)
+		folio_get(page_folio(fault_page));
 	for (j = 0; j < nr; j++)
 		mig->src[i + j] = migrate_pfn(page_to_pfn(head + j)) | flags;
 	return true;
@@ -592,6 +718,14 @@ static void mvd_put_back(struct folio *folio, struct folio *target,
 	if (!folio_is_zone_device(target))
 		folio_add_lru(target);
 	remove_migration_ptes(folio, target, 0);
+	/*
+	 * A zap of part of the range meanwhile leaves a large device folio
+	 * mapped in part, which nothing else would queue for a split.
+	 */
+	if (folio_test_large(target) && folio_is_zone_device(target) &&
+	    folio_mapped(target) && !folio_entire_mapcount(target) &&
+	    folio_large_mapcount(target) < folio_nr_pages(target))
+		deferred_split_folio(target, true);
 	if (!keep_locked)
 		folio_unlock(folio);
 	folio_put(folio);
@@ -846,11 +980,13 @@ static int mvd_check_args(struct migrate_vma *args)
  * - 0: the address does not take part.
  * - migrate_pfn(pfn of the head page) | MIGRATE_PFN_MIGRATE |
  *   MIGRATE_PFN_COMPOUND, plus MIGRATE_PFN_WRITE if writable, with
- *   MIGRATE_VMA_SELECT_COMPOUND only: a PMD-mapped THP the range covers
- *   whole and that no other page table maps, locked and unmapped; the
- *   entries of its other pages are 0.  The driver answers with a base page
- *   for each address (or 0 for some), and migrate_vma_pages() splits the THP
- *   then; a compound destination is not supported yet (the THP stays).
+ *   MIGRATE_VMA_SELECT_COMPOUND only: a PMD-mapped THP, or a device folio
+ *   mapped by a device-private PMD, that the range covers whole and that
+ *   no other page table maps, locked and unmapped; the entries of its
+ *   other pages are 0.  The driver answers with a compound destination of
+ *   the same order (MIGRATE_PFN_COMPOUND, at the same index), which takes
+ *   it whole, or with a base page for each address (or 0 for some), and
+ *   migrate_vma_pages() splits it then.
  *
  * @args->cpages is the number of entries with MIGRATE_PFN_MIGRATE and
  * @args->npages the number of pages in the range.  An unaligned
@@ -1045,7 +1181,10 @@ static bool mvd_populate(struct migrate_vma *mig, unsigned long addr,
 static bool mvd_move_folio(struct folio *folio, struct folio *newfolio,
 			   int extra_refs)
 {
-	if (folio_test_large(folio) || folio_test_large(newfolio))
+	/* A THP collected whole moves whole, to a folio of its own order. */
+	if (folio_nr_pages(folio) != folio_nr_pages(newfolio) ||
+	    (folio_test_large(newfolio) &&
+	     !folio_test_large_rmappable(newfolio)))
 		return false;
 
 	if (folio_is_zone_device(newfolio)) {
@@ -1069,11 +1208,11 @@ static bool mvd_move_folio(struct folio *folio, struct folio *newfolio,
 }
 
 /*
- * A MIGRATE_PFN_COMPOUND entry at @i in migrate_vma_pages(): the driver
- * answered with base pages (or with none for some addresses), so split the
- * THP and let each page go its own way.  A compound destination is not
- * supported yet, and a THP none of whose pages has a destination stays
- * whole.  Returns whether the entry was split; if not, it does not move.
+ * A MIGRATE_PFN_COMPOUND entry at @i in migrate_vma_pages() whose
+ * destination is not compound: the driver answered with base pages (or with
+ * none for some addresses), so split the THP and let each page go its own
+ * way.  A THP none of whose pages has a destination stays whole.  Returns
+ * whether the entry was split; if not, it does not move.
  */
 static bool mvd_compound_to_pages(struct migrate_vma *mig, unsigned long *dst,
 				  unsigned long i)
@@ -1081,7 +1220,7 @@ static bool mvd_compound_to_pages(struct migrate_vma *mig, unsigned long *dst,
 	unsigned long j, nr;
 
 	/* Only migrate_vma_setup() collects THPs whole. */
-	if (!mig || (dst[i] & MIGRATE_PFN_COMPOUND))
+	if (!mig)
 		return false;
 	nr = folio_nr_pages(page_folio(migrate_pfn_to_page(mig->src[i])));
 	for (j = 0; j < nr; j++)
@@ -1108,7 +1247,9 @@ static void mvd_move_pages(unsigned long *src, unsigned long *dst,
 
 		if (!(src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
+		/* A compound destination takes the THP whole, below. */
 		if ((src[i] & MIGRATE_PFN_COMPOUND) &&
+		    !(dst[i] & MIGRATE_PFN_COMPOUND) &&
 		    !mvd_compound_to_pages(mig, dst, i)) {
 			src[i] &= ~MIGRATE_PFN_MIGRATE;
 			continue;
@@ -1160,11 +1301,13 @@ static void mvd_move_pages(unsigned long *src, unsigned long *dst,
  * still marked are exactly the ones that moved.  An address populated by a
  * racing CPU fault since migrate_vma_setup() is left to the fault.
  *
- * A MIGRATE_PFN_COMPOUND entry is split here when any of its addresses has
- * a destination page: @migrate->src then gets one entry per page, as if
- * the THP had been split before collection.  If the THP cannot be split
- * (somebody else holds a reference), or none of its pages has a
- * destination, it does not move.
+ * A MIGRATE_PFN_COMPOUND entry moves whole to a MIGRATE_PFN_COMPOUND
+ * destination, a folio of the same order; a device-private one is then
+ * mapped by a device-private PMD.  Otherwise it is split here when any of
+ * its addresses has a destination page: @migrate->src then gets one entry
+ * per page, as if the THP had been split before collection.  If the THP
+ * cannot be split (somebody else holds a reference), or none of its pages
+ * has a destination, it does not move.
  *
  * Between this call and migrate_vma_finalize() both the source and the
  * destination pages stay locked and the CPU cannot reach them, so the driver
@@ -1249,10 +1392,40 @@ void migrate_vma_finalize(struct migrate_vma *migrate)
 EXPORT_SYMBOL(migrate_vma_finalize);
 
 /*
+ * A reference to the folio that holds @page, a device page; NULL if the
+ * page is free, ERR_PTR(-EAGAIN) if its folio changed meanwhile (a split).
+ * A free page that was a tail page still points at its old head, which may
+ * be in use again in a folio that does not hold @page: the folio is checked
+ * once our reference keeps it from being split or freed.
+ */
+static struct folio *mvd_get_device_page_folio(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	/*
+	 * A split holds its folio locked and frozen at refcount 0 while it
+	 * makes the tails folios: busy, not free.
+	 */
+	if (!folio_try_get(folio))
+		return folio_test_locked(folio) ? ERR_PTR(-EAGAIN) : NULL;
+	if (unlikely(page_folio(page) != folio)) {
+		folio_put(folio);
+		return ERR_PTR(-EAGAIN);
+	}
+	if (unlikely(page_to_pfn(page) - folio_pfn(folio) >=
+		     folio_nr_pages(folio))) {
+		folio_put(folio);
+		return NULL;
+	}
+	return folio;
+}
+
+/*
  * Take a reference on the device folio of @page and lock it, for an
  * eviction.  NULL if the page is free, neither device-private nor
- * device-coherent, or a migration destination that stays locked for too
- * long.
+ * device-coherent, a migration destination that stays locked for too
+ * long, or part of a large folio that cannot be split for as long.  The
+ * folio returned holds @page alone: a large one is split first.
  *
  * A folio locked by someone else is waited for rather than skipped: a
  * driver emptying its memory must not leave a page behind.  The wait is
@@ -1281,21 +1454,35 @@ static struct folio *mvd_lock_device_folio(struct page *page)
 
 	for (;;) {
 		/* A free device page has no references and is skipped. */
-		folio = folio_get_nontail_page(page);
+		folio = mvd_get_device_page_folio(page);
+		if (IS_ERR(folio)) {
+			cond_resched();
+			continue;
+		}
 		if (!folio)
 			return NULL;
 		if (!mvd_device_folio(folio)) {
 			folio_put(folio);
 			return NULL;
 		}
-		if (folio_trylock(folio))
-			return folio;
+		if (folio_trylock(folio)) {
+			/*
+			 * A large folio is split, so that its pages move one
+			 * by one: @page's folio stays locked and referenced.
+			 */
+			if (!folio_test_large(folio) || !split_huge_page(page))
+				return page_folio(page);
+			folio_unlock(folio);
+			folio_put(folio);
+			goto poll;
+		}
 		anon = folio_test_anon(folio);
 		folio_put(folio);
 		if (anon) {
 			folio_wait_locked(folio);
 			continue;
 		}
+poll:
 		if (++polls > MVD_EVICT_PATIENCE)
 			return NULL;
 		usleep_range(1000, 2000);

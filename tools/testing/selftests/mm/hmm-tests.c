@@ -199,6 +199,25 @@ static long pages_on_unit(int unit)
 	return unit_counter(unit, "pages_used");
 }
 
+/*
+ * pages_on_unit() once it is @want, or after five seconds whatever it is
+ * then.  A device THP that loses part of its mappings is split, and the
+ * pages no longer mapped are freed, by a kernel work item soon after.
+ */
+static long settled_pages_on_unit(int unit, long want)
+{
+	long n = -1;
+	int i;
+
+	for (i = 0; i < 500; i++) {
+		n = pages_on_unit(unit);
+		if (n == want)
+			break;
+		usleep(10000);
+	}
+	return n;
+}
+
 /* How often the unit's migrate_to_ram() has been called so far. */
 static long cpu_faults_on_unit(int unit)
 {
@@ -1105,9 +1124,10 @@ TEST_F(hmm, munmap_frees_device_pages)
 	ASSERT_EQ(cpages, n);
 	ASSERT_EQ(pages_on_unit(self->unit), before + (long)n);
 
-	/* Partial unmap first, then the rest. */
+	/* Partial unmap first, then the rest (maybe of one device THP). */
 	ASSERT_EQ(munmap(buf, bytes / 4), 0);
-	ASSERT_EQ(pages_on_unit(self->unit), before + (long)(n - n / 4));
+	ASSERT_EQ(settled_pages_on_unit(self->unit, before + (long)(n - n / 4)),
+		  before + (long)(n - n / 4));
 	ASSERT_EQ(munmap(buf + bytes / 4, bytes - bytes / 4), 0);
 	ASSERT_EQ(pages_on_unit(self->unit), before);
 
@@ -1816,6 +1836,424 @@ TEST_F(hmm, thp_region)
 
 	free(out);
 	munmap(buf, bytes);
+}
+
+/* ---------------------------------------------------------------------------
+ * THPs that move whole: a PMD-mapped THP goes to a 2 MiB device folio,
+ * mapped by one device-private PMD, which the rest of mm handles as such or
+ * splits into device-private PTEs.
+ */
+
+#define PROT_DEV_PMD	(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | \
+			 HMM_DMIRROR_PROT_WRITE | HMM_DMIRROR_PROT_PMD)
+#define PROT_DEV_PTE	(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | \
+			 HMM_DMIRROR_PROT_WRITE)
+
+FIXTURE(hmm_thp)
+{
+	int		fd;
+	unsigned long	ps;
+	unsigned long	n;		/* pages of one THP */
+	long		base;		/* device pages in use before */
+	char		*buf;		/* one THP: two halves, seeds 81, 82 */
+	unsigned char	*prot;		/* a snapshot of n pages */
+};
+
+/*
+ * A 2 MiB aligned region backed by a THP, the two halves filled with
+ * seeds 81 and 82, or MAP_FAILED if no THP could be had.
+ */
+static char *thp_filled(void)
+{
+	char *buf = map_aligned(SZ_2M, SZ_2M);
+
+	if (buf == MAP_FAILED)
+		return buf;
+	madvise(buf, SZ_2M, MADV_HUGEPAGE);
+	fill(buf, SZ_2M / 2, 81);
+	fill(buf + SZ_2M / 2, SZ_2M / 2, 82);
+	if (smaps_kb(buf, "AnonHugePages:") < (long)(SZ_2M >> 10)) {
+		munmap(buf, SZ_2M);
+		return MAP_FAILED;
+	}
+	return buf;
+}
+
+/* Whether [p, p + SZ_2M) holds what thp_filled() wrote. */
+static bool thp_intact(const char *p)
+{
+	return verify(p, SZ_2M / 2, 81) < 0 &&
+	       verify(p + SZ_2M / 2, SZ_2M / 2, 82) < 0;
+}
+
+FIXTURE_SETUP(hmm_thp)
+{
+	/* Before anything is checked: this needs THPs the kernel gives. */
+	if (!thp_possible())
+		SKIP(return, "transparent hugepages are disabled");
+	self->buf = thp_filled();
+	if (self->buf == MAP_FAILED)
+		SKIP(return, "no THP could be allocated");
+
+	self->ps = psize();
+	self->n = SZ_2M / self->ps;
+	self->prot = malloc(self->n);
+	ASSERT_NE(self->prot, NULL);
+	/* No khugepaged: it would collapse what a test split on purpose. */
+	ASSERT_EQ(madvise(self->buf, SZ_2M, MADV_NOHUGEPAGE), 0);
+	self->fd = open_unit(UNIT_PRIVATE_A);
+	ASSERT_GE(self->fd, 0)
+		TH_LOG("cannot open hmm_dmirror0: is test_hmm loaded?");
+	self->base = pages_on_unit(UNIT_PRIVATE_A);
+	ASSERT_GE(self->base, 0);
+}
+
+FIXTURE_TEARDOWN(hmm_thp)
+{
+	if (self->buf != MAP_FAILED)
+		munmap(self->buf, SZ_2M);
+	free(self->prot);
+	if (self->fd >= 0)
+		close(self->fd);
+}
+
+/* Move the THP to the device whole, and check the device sees its data. */
+static int thp_to_device(int fd, char *buf)
+{
+	unsigned long n = SZ_2M / psize();
+	uint64_t cpages = 0;
+	char *out;
+	int ret;
+
+	out = malloc(SZ_2M);
+	if (!out)
+		return -ENOMEM;
+	ret = to_device(fd, buf, out, n, &cpages);
+	if (!ret && (cpages != n || !thp_intact(out)))
+		ret = -EPROTO;
+	free(out);
+	return ret;
+}
+
+TEST_F(hmm_thp, migrate_whole_and_back)
+{
+	uint64_t cpages;
+
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	/* One device folio, mapped by one device-private PMD. */
+	ASSERT_EQ(dev_snapshot(self->fd, self->buf, self->prot, self->n), 0);
+	ASSERT_EQ(count_other(self->prot, self->n, PROT_DEV_PMD), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base + (long)self->n);
+	ASSERT_EQ(count_on_device(self->buf, self->n), self->n);
+
+	/* Back whole, into a THP. */
+	ASSERT_EQ(to_system(self->fd, self->buf, self->n, &cpages), 0);
+	ASSERT_EQ(cpages, self->n);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+	ASSERT_TRUE(thp_intact(self->buf));
+}
+
+TEST_F(hmm_thp, pagemap_and_smaps)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	/* Every 4 KiB page is a swap entry, not present. */
+	ASSERT_EQ(count_pagemap(self->buf, self->n, PM_PRESENT | PM_SWAP,
+				PM_SWAP), self->n);
+	/* The device folio is the process's anonymous memory still. */
+	ASSERT_EQ(smaps_kb(self->buf, "Rss:"), (long)(SZ_2M >> 10));
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+}
+
+TEST_F(hmm_thp, cpu_fault_back)
+{
+	long faults = cpu_faults_on_unit(UNIT_PRIVATE_A);
+	const uint64_t *w = (const uint64_t *)(self->buf + SZ_2M / 2);
+
+	ASSERT_GE(faults, 0);
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	/* One read in the middle brings the whole folio back, as a THP. */
+	ASSERT_EQ(w[5], word_value(82, 5));
+	ASSERT_EQ(cpu_faults_on_unit(UNIT_PRIVATE_A), faults + 1);
+	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+	ASSERT_TRUE(thp_intact(self->buf));
+	ASSERT_EQ(cpu_faults_on_unit(UNIT_PRIVATE_A), faults + 1);
+}
+
+TEST_F(hmm_thp, cpu_fault_back_without_thp)
+{
+	long faults = cpu_faults_on_unit(UNIT_PRIVATE_A);
+
+	ASSERT_GE(faults, 0);
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
+			  HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL), 0);
+	/* No THP to go to: the core splits the folio, all of it comes back. */
+	ASSERT_TRUE(thp_intact(self->buf));
+	ASSERT_EQ(cpu_faults_on_unit(UNIT_PRIVATE_A), faults + 1);
+	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+}
+
+TEST_F(hmm_thp, fail_alloc_falls_back_to_pages)
+{
+	uint64_t cpages;
+	char *second;
+
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
+			  HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL), 0);
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	/* No device folio: the core split the THP, it moved page by page. */
+	ASSERT_EQ(dev_snapshot(self->fd, self->buf, self->prot, self->n), 0);
+	ASSERT_EQ(count_other(self->prot, self->n, PROT_DEV_PTE), 0);
+	ASSERT_EQ(to_system(self->fd, self->buf, self->n, &cpages), 0);
+	ASSERT_EQ(cpages, self->n);
+	ASSERT_TRUE(thp_intact(self->buf));
+
+	/* The flag was used up: the next THP moves whole. */
+	second = thp_filled();
+	ASSERT_NE(second, MAP_FAILED);
+	ASSERT_EQ(thp_to_device(self->fd, second), 0);
+	ASSERT_EQ(dev_snapshot(self->fd, second, self->prot, self->n), 0);
+	ASSERT_EQ(count_other(self->prot, self->n, PROT_DEV_PMD), 0);
+	/* And back without a THP: split, in base pages. */
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
+			  HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL), 0);
+	ASSERT_EQ(to_system(self->fd, second, self->n, &cpages), 0);
+	ASSERT_EQ(cpages, self->n);
+	ASSERT_EQ(smaps_kb(second, "AnonHugePages:"), 0);
+	ASSERT_TRUE(thp_intact(second));
+	ASSERT_EQ(munmap(second, SZ_2M), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+
+	/* Unknown flags are refused. */
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
+			  HMM_DMIRROR_FLAG_FAIL_ALLOC << 1, NULL), -EINVAL);
+}
+
+TEST_F(hmm_thp, partial_munmap)
+{
+	unsigned long half = self->n / 2;
+	long want = self->base + (long)half;
+
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(munmap(self->buf + SZ_2M / 2, SZ_2M / 2), 0);
+	/* What is left is mapped by device-private PTEs. */
+	ASSERT_EQ(dev_snapshot(self->fd, self->buf, self->prot, half), 0);
+	ASSERT_EQ(count_other(self->prot, half, PROT_DEV_PTE), 0);
+	/* The folio is split and the unmapped half goes back to the device. */
+	ASSERT_EQ(settled_pages_on_unit(UNIT_PRIVATE_A, want), want);
+
+	/* The CPU gets the first half back, page by page. */
+	ASSERT_LT(verify(self->buf, SZ_2M / 2, 81), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(munmap(self->buf, SZ_2M / 2), 0);
+	self->buf = MAP_FAILED;
+}
+
+TEST_F(hmm_thp, dontneed_frees)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(madvise(self->buf, SZ_2M, MADV_DONTNEED), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_TRUE(all_zero(self->buf, SZ_2M));
+}
+
+TEST_F(hmm_thp, mremap_whole_then_part)
+{
+	char *dst = map_aligned(2 * SZ_2M, SZ_2M), *moved, *part;
+
+	ASSERT_NE(dst, MAP_FAILED);
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+
+	/* The whole PMD moves as it is. */
+	moved = mremap(self->buf, SZ_2M, SZ_2M, MREMAP_MAYMOVE | MREMAP_FIXED,
+		       dst);
+	ASSERT_EQ(moved, dst);
+	self->buf = MAP_FAILED;
+	ASSERT_EQ(dev_snapshot(self->fd, moved, self->prot, self->n), 0);
+	ASSERT_EQ(count_other(self->prot, self->n, PROT_DEV_PMD), 0);
+
+	/* Half of it moves on: the PMD is split, both halves stay. */
+	part = mremap(moved + SZ_2M / 2, SZ_2M / 2, SZ_2M / 2,
+		      MREMAP_MAYMOVE | MREMAP_FIXED, dst + SZ_2M);
+	ASSERT_EQ(part, dst + SZ_2M);
+	ASSERT_EQ(dev_snapshot(self->fd, moved, self->prot, self->n / 2), 0);
+	ASSERT_EQ(count_other(self->prot, self->n / 2, PROT_DEV_PTE), 0);
+	ASSERT_EQ(dev_snapshot(self->fd, part, self->prot, self->n / 2), 0);
+	ASSERT_EQ(count_other(self->prot, self->n / 2, PROT_DEV_PTE), 0);
+
+	ASSERT_LT(verify(moved, SZ_2M / 2, 81), 0);
+	ASSERT_LT(verify(part, SZ_2M / 2, 82), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(munmap(dst, 2 * SZ_2M), 0);
+}
+
+TEST_F(hmm_thp, mprotect_readonly)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(mprotect(self->buf, SZ_2M, PROT_READ), 0);
+	/* Still one PMD, no longer writable. */
+	ASSERT_EQ(dev_snapshot(self->fd, self->buf, self->prot, self->n), 0);
+	ASSERT_EQ(count_other(self->prot, self->n,
+			      HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+			      HMM_DMIRROR_PROT_READ | HMM_DMIRROR_PROT_PMD), 0);
+	ASSERT_TRUE(thp_intact(self->buf));
+
+	ASSERT_EQ(mprotect(self->buf, SZ_2M, PROT_READ | PROT_WRITE), 0);
+	touch_write(self->buf + self->ps);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+}
+
+TEST_F(hmm_thp, fork_both_read)
+{
+	pid_t pid;
+
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid)
+		_exit(thp_intact(self->buf) ? 0 : 1);
+	ASSERT_EQ(reap(pid), 0);
+	ASSERT_TRUE(thp_intact(self->buf));
+	/* After fork the parent writes to its own copy. */
+	fill(self->buf, SZ_2M / 2, 83);
+	ASSERT_LT(verify(self->buf, SZ_2M / 2, 83), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+}
+
+TEST_F(hmm_thp, fork_child_exits_on_device)
+{
+	pid_t pid;
+
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	/* The child's copy of the PMD goes away with it, untouched. */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid)
+		_exit(0);
+	ASSERT_EQ(reap(pid), 0);
+	ASSERT_EQ(dev_snapshot(self->fd, self->buf, self->prot, self->n), 0);
+	ASSERT_EQ(count_other(self->prot, self->n,
+			      HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+			      HMM_DMIRROR_PROT_READ | HMM_DMIRROR_PROT_PMD), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base + (long)self->n);
+	ASSERT_TRUE(thp_intact(self->buf));
+}
+
+TEST_F(hmm_thp, release_evicts)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, self->buf, NULL, 1,
+			  NULL), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
+	ASSERT_TRUE(thp_intact(self->buf));
+}
+
+/* One reader of a slice of a device THP, racing the others. */
+struct thp_reader {
+	pthread_barrier_t	*start;
+	const char		*buf;
+	size_t			off, len;	/* the slice */
+	long			bad;		/* first wrong word, or -1 */
+};
+
+static void *thp_read_slice(void *arg)
+{
+	struct thp_reader *r = arg;
+	const uint64_t *w = (const uint64_t *)(r->buf + r->off);
+	size_t half = SZ_2M / 2 / sizeof(*w), first = r->off / sizeof(*w);
+	size_t i;
+
+	pthread_barrier_wait(r->start);
+	r->bad = -1;
+	for (i = 0; i < r->len / sizeof(*w); i++) {
+		size_t g = first + i;
+		uint64_t want = g < half ? word_value(81, g) :
+					   word_value(82, g - half);
+
+		if (w[i] != want) {
+			r->bad = (long)g;
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void *thp_release(void *arg)
+{
+	struct thp_reader *r = arg;
+	int fd = open_unit(UNIT_PRIVATE_A);
+
+	pthread_barrier_wait(r->start);
+	r->bad = dmirror(fd, HMM_DMIRROR_RELEASE, (void *)r->buf, NULL, 1,
+			 NULL);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+/*
+ * 32 threads fault back their own slices of one device THP at once, each
+ * starting at another page of the folio, while an eviction empties the
+ * device and a child process reads the whole THP: every page comes back
+ * once, with its data, and the device ends up empty.
+ */
+TEST_F_TIMEOUT(hmm_thp, threads_fault_fork_and_evict, RACE_TIMEOUT)
+{
+	enum { READERS = 32 };
+	struct thp_reader r[READERS + 1];
+	pthread_t tid[READERS + 1];
+	pthread_barrier_t start;
+	unsigned int t;
+	pid_t pid;
+
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(pthread_barrier_init(&start, NULL, READERS + 2), 0);
+	for (t = 0; t <= READERS; t++) {
+		r[t].start = &start;
+		r[t].buf = self->buf;
+		r[t].len = SZ_2M / READERS;
+		r[t].off = t * r[t].len;
+		ASSERT_EQ(pthread_create(&tid[t], NULL, t < READERS ?
+					 thp_read_slice : thp_release, &r[t]), 0);
+	}
+	pthread_barrier_wait(&start);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid)
+		_exit(thp_intact(self->buf) ? 0 : 1);
+	for (t = 0; t <= READERS; t++)
+		ASSERT_EQ(pthread_join(tid[t], NULL), 0);
+	ASSERT_EQ(reap(pid), 0);
+	for (t = 0; t < READERS; t++)
+		ASSERT_EQ(r[t].bad, -1) TH_LOG("reader %u: word %ld", t, r[t].bad);
+	ASSERT_EQ(r[READERS].bad, 0);
+	ASSERT_TRUE(thp_intact(self->buf));
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+}
+
+TEST_F(hmm_thp, exit_frees)
+{
+	pid_t pid;
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		int fd = open_unit(UNIT_PRIVATE_A);
+		char *buf = thp_filled();
+
+		if (fd < 0 || buf == MAP_FAILED)
+			_exit(2);
+		_exit(thp_to_device(fd, buf) ? 1 : 0);
+	}
+	ASSERT_EQ(reap(pid), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
 }
 
 /* ---------------------------------------------------------------------------
