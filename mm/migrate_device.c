@@ -145,19 +145,23 @@ static void mvd_split_folio(struct mvd_walk *w, struct folio *folio)
 	folio_put(folio);
 }
 
+/* The migration entry for @pfn, mapped @writable or anon-@exclusive. */
+static swp_entry_t mvd_migration_entry(unsigned long pfn, bool writable,
+				       bool exclusive)
+{
+	if (writable)
+		return make_writable_migration_entry(pfn);
+	if (exclusive)
+		return make_readable_exclusive_migration_entry(pfn);
+	return make_readable_migration_entry(pfn);
+}
+
 static pte_t mvd_migration_pte(struct page *page, pte_t old, bool writable,
 			       bool exclusive)
 {
-	unsigned long pfn = page_to_pfn(page);
-	swp_entry_t entry;
+	swp_entry_t entry = mvd_migration_entry(page_to_pfn(page), writable,
+						exclusive);
 	pte_t swp;
-
-	if (writable)
-		entry = make_writable_migration_entry(pfn);
-	else if (exclusive)
-		entry = make_readable_exclusive_migration_entry(pfn);
-	else
-		entry = make_readable_migration_entry(pfn);
 
 	if (!pte_present(old)) {
 		/* A device-private entry: carry its software bits over. */
@@ -505,13 +509,7 @@ static bool mvd_take_device_pmd(struct mvd_walk *w, struct vm_area_struct *vma,
 	pmdp_huge_get_and_clear(vma->vm_mm, addr, pmdp);
 	if (exclusive)
 		folio_try_share_anon_rmap_pmd(folio, &folio->page);
-	if (writable)
-		entry = make_writable_migration_entry(pfn);
-	else if (exclusive)
-		entry = make_readable_exclusive_migration_entry(pfn);
-	else
-		entry = make_readable_migration_entry(pfn);
-	new = swp_entry_to_pmd(entry);
+	new = swp_entry_to_pmd(mvd_migration_entry(pfn, writable, exclusive));
 	if (pmd_swp_soft_dirty(old))
 		new = pmd_swp_mksoft_dirty(new);
 	if (pmd_swp_uffd_wp(old))
