@@ -1225,6 +1225,27 @@ static struct folio *hmmt_sys_folio(struct folio *dfolio,
 }
 
 /*
+ * Give entry @i of @mig, whose device page is @dpage, a locked system page
+ * holding the same data as its destination, writable if @write.  Returns
+ * false if no system page can be had.  The caller makes the mirror forget
+ * @dpage.
+ */
+static bool hmmt_sys_dst(struct migrate_vma *mig, unsigned long i,
+			 struct page *dpage, unsigned long write)
+{
+	struct page *page;
+
+	page = alloc_page_vma(GFP_HIGHUSER_MOVABLE, mig->vma,
+			      mig->start + i * PAGE_SIZE);
+	if (!page)
+		return false;
+	lock_page(page);
+	copy_highpage(page, hmmt_backing(dpage));
+	mig->dst[i] = migrate_pfn(page_to_pfn(page)) | write;
+	return true;
+}
+
+/*
  * Give the device folio collected whole at the start of @mig, a batch of
  * one PMD, its way back: a system THP, or one system page for each of its
  * pages when there is none (the core splits the folio then).  Each of its
@@ -1248,17 +1269,11 @@ static int hmmt_to_sys_folio(struct migrate_vma *mig)
 	}
 
 	for (j = 0; j < HPAGE_PMD_NR; j++) {
-		struct page *page;
-
-		page = alloc_page_vma(GFP_HIGHUSER_MOVABLE, mig->vma,
-				      mig->start + j * PAGE_SIZE);
-		if (!page) {
+		if (!hmmt_sys_dst(mig, j, dpage + j, write)) {
 			ret = -ENOMEM;
 			continue;
 		}
-		lock_page(page);
-		hmmt_copy_out(dpage + j, page);
-		mig->dst[j] = migrate_pfn(page_to_pfn(page)) | write;
+		hmmt_forget(dpage + j);
 	}
 	return ret;
 }
@@ -1294,23 +1309,15 @@ static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 	}
 
 	for (i = 0; i < mig->npages; i++) {
-		unsigned long addr = mig->start + i * PAGE_SIZE;
 		struct page *dpage = migrate_pfn_to_page(mig->src[i]);
-		struct page *page;
 
 		if (!dpage || !(mig->src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
 		if (!hmmt_own_page(mirror->hdev, dpage))
 			continue;
-		page = alloc_page_vma(GFP_HIGHUSER_MOVABLE, mig->vma, addr);
-		if (!page) {
+		if (!hmmt_sys_dst(mig, i, dpage,
+				  mig->src[i] & MIGRATE_PFN_WRITE))
 			ret = -ENOMEM;
-			continue;
-		}
-		lock_page(page);
-		copy_highpage(page, hmmt_backing(dpage));
-		mig->dst[i] = migrate_pfn(page_to_pfn(page)) |
-			      (mig->src[i] & MIGRATE_PFN_WRITE);
 	}
 	hmmt_forget_batch(mirror, mig);
 
@@ -1440,20 +1447,14 @@ static bool hmmt_fault_folio(struct vm_fault *vmf, vm_fault_t *ret)
 	}
 	for (i = 0; i < mig.npages; i++) {
 		struct page *dpage = migrate_pfn_to_page(mig.src[i]);
-		struct page *page;
 
 		if (!dpage || !(mig.src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
-		page = alloc_page_vma(GFP_HIGHUSER_MOVABLE, vmf->vma,
-				      start + i * PAGE_SIZE);
-		if (!page) {
+		if (hmmt_sys_dst(&mig, i, dpage,
+				 mig.src[i] & MIGRATE_PFN_WRITE))
+			hmmt_forget(dpage);
+		else
 			*ret = VM_FAULT_OOM;
-			continue;
-		}
-		lock_page(page);
-		hmmt_copy_out(dpage, page);
-		mig.dst[i] = migrate_pfn(page_to_pfn(page)) |
-			     (mig.src[i] & MIGRATE_PFN_WRITE);
 	}
 move:
 	migrate_vma_pages(&mig);
@@ -1482,7 +1483,7 @@ static vm_fault_t hmmt_migrate_to_ram(struct vm_fault *vmf)
 		.flags		= MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
 		.fault_page	= vmf->page,
 	};
-	struct page *dpage, *page;
+	struct page *dpage;
 	vm_fault_t ret = 0;
 
 	atomic64_inc(&hmmt_page_device(vmf->page)->cpu_faults);
@@ -1499,15 +1500,10 @@ static vm_fault_t hmmt_migrate_to_ram(struct vm_fault *vmf)
 	 */
 	dpage = migrate_pfn_to_page(src);
 	if (dpage && (src & MIGRATE_PFN_MIGRATE)) {
-		page = alloc_page_vma(GFP_HIGHUSER_MOVABLE, vmf->vma, addr);
-		if (page) {
-			lock_page(page);
-			hmmt_copy_out(dpage, page);
-			dst = migrate_pfn(page_to_pfn(page)) |
-			      (src & MIGRATE_PFN_WRITE);
-		} else {
+		if (hmmt_sys_dst(&mig, 0, dpage, src & MIGRATE_PFN_WRITE))
+			hmmt_forget(dpage);
+		else
 			ret = VM_FAULT_OOM;
-		}
 	}
 
 	migrate_vma_pages(&mig);

@@ -116,6 +116,16 @@ static int mvd_walk_hole(unsigned long start, unsigned long end,
 }
 
 /*
+ * Does @folio hold @mig's fault page?  The fault handler then holds the
+ * folio's lock and a reference to it, whatever page of it faulted.
+ */
+static bool mvd_holds_fault_page(const struct migrate_vma *mig,
+				 const struct folio *folio)
+{
+	return mig->fault_page && page_folio(mig->fault_page) == folio;
+}
+
+/*
  * Split @folio so that its pages can be collected one by one.  Called
  * without page table locks, with a reference on @folio which is dropped.
  *
@@ -126,12 +136,11 @@ static int mvd_walk_hole(unsigned long start, unsigned long end,
  */
 static void mvd_split_folio(struct mvd_walk *w, struct folio *folio)
 {
-	struct page *fault_page = w->mig->fault_page;
 	int err = -EAGAIN;
 
-	if (fault_page && page_folio(fault_page) == folio) {
+	if (mvd_holds_fault_page(w->mig, folio)) {
 		folio_put(folio);
-		if (split_huge_page(fault_page))
+		if (split_huge_page(w->mig->fault_page))
 			w->unsplittable = folio;
 		return;
 	}
@@ -489,8 +498,7 @@ static bool mvd_take_device_pmd(struct mvd_walk *w, struct vm_area_struct *vma,
 				pmd_t *pmdp, unsigned long addr,
 				unsigned long end, struct folio *folio)
 {
-	struct page *fault_page = w->mig->fault_page;
-	bool locked_by_caller = fault_page && page_folio(fault_page) == folio;
+	bool locked_by_caller = mvd_holds_fault_page(w->mig, folio);
 	pmd_t old = pmdp_get(pmdp);
 	swp_entry_t entry = pmd_to_swp_entry(old);
 	bool writable = is_writable_device_private_entry(entry);
@@ -669,8 +677,7 @@ static bool mvd_split_compound(struct migrate_vma *mig, unsigned long i)
 	struct mm_struct *mm = mig->vma->vm_mm;
 	struct folio *folio = page_folio(head);
 	unsigned long j, nr = folio_nr_pages(folio);
-	struct page *fault_page = mig->fault_page;
-	bool holds_fault_page = fault_page && page_folio(fault_page) == folio;
+	bool holds_fault_page = mvd_holds_fault_page(mig, folio);
 	spinlock_t *ptl;	/* PMD lock */
 	pmd_t *pmdp;
 
@@ -696,7 +703,7 @@ static bool mvd_split_compound(struct migrate_vma *mig, unsigned long i)
 		return false;
 	}
 	if (holds_fault_page)
-		folio_get(page_folio(fault_page));
+		folio_get(page_folio(mig->fault_page));
 	for (j = 0; j < nr; j++)
 		mig->src[i + j] = migrate_pfn(page_to_pfn(head + j)) | flags;
 	return true;
