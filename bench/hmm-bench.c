@@ -68,6 +68,7 @@ enum wl {
 	WL_DM_READ,
 	WL_DM_TO_DEV,
 	WL_DM_TO_SYS,
+	WL_DM_CPU_FAULT,
 	WL_DM_EXCLUSIVE,
 	WL_MEMCPY,
 	NR_WL
@@ -90,12 +91,14 @@ static const char * const wl_names[NR_WL] = {
 	[WL_DM_READ]		= "dmirror-read",
 	[WL_DM_TO_DEV]		= "dmirror-to-dev",
 	[WL_DM_TO_SYS]		= "dmirror-to-sys",
+	[WL_DM_CPU_FAULT]	= "dmirror-cpu-fault",
 	[WL_DM_EXCLUSIVE]	= "dmirror-exclusive",
 	[WL_MEMCPY]		= "memcpy",
 };
 
 #define DMIRROR_WLS	(BIT(WL_DM_READ) | BIT(WL_DM_TO_DEV) | \
-			 BIT(WL_DM_TO_SYS) | BIT(WL_DM_EXCLUSIVE))
+			 BIT(WL_DM_TO_SYS) | BIT(WL_DM_CPU_FAULT) | \
+			 BIT(WL_DM_EXCLUSIVE))
 
 enum mem_kind {
 	MEM_4K,
@@ -897,38 +900,72 @@ static void wl_dm_read(struct bench *b, const struct point *pt)
 	meas_emit(b, &m);
 }
 
-/* e2e dmirror-to-dev, dmirror-to-sys: test_hmm migrates there and back */
-static void wl_dm_migrate(struct bench *b, const struct point *pt)
+/*
+ * test_hmm migrates a fresh range to its device (recorded in @dev, if not
+ * NULL), and then it comes back, recorded in @back: by MIGRATE_TO_SYS, or,
+ * if @by_cpu, by one thread reading every page.
+ */
+static void dm_round_trip(struct bench *b, const struct point *pt,
+			  struct meas *dev, struct meas *back, bool by_cpu)
 {
-	struct meas dev, sys;
+	size_t npages = pt->size / PAGE_SZ;
 	__u64 ns, cpages;
 	char *p, *buf;
 	int rep, ret;
 
-	meas_init(&dev, b, pt, "e2e", WL_DM_TO_DEV);
-	meas_init(&sys, b, pt, "e2e", WL_DM_TO_SYS);
 	ret = dmirror_buffer(b, pt, &buf);
 	if (ret) {
-		meas_fail_all(&dev, ret);
-		meas_fail_all(&sys, ret);
-		goto out;
+		if (dev)
+			meas_fail_all(dev, ret);
+		meas_fail_all(back, ret);
+		return;
 	}
 	for (rep = -pt->warm; rep < (int)pt->reps; rep++) {
-		p = fresh_range(pt, rep, &dev, &sys, NULL);
+		p = fresh_range(pt, rep, back, dev, NULL);
 		if (!p)
 			continue;
 		ret = dmirror_op(b, HMM_DMIRROR_MIGRATE_TO_DEV, p, buf,
 				 pt->size, &ns, &cpages);
-		meas_result(&dev, rep, ret, ns, cpages);
-		ret = dmirror_op(b, HMM_DMIRROR_MIGRATE_TO_SYS, p, buf,
-				 pt->size, &ns, &cpages);
-		meas_result(&sys, rep, ret, ns, cpages);
+		if (dev)
+			meas_result(dev, rep, ret, ns, cpages);
+		if (!by_cpu) {
+			ret = dmirror_op(b, HMM_DMIRROR_MIGRATE_TO_SYS, p, buf,
+					 pt->size, &ns, &cpages);
+		} else if (!ret && cpages == npages) {
+			ns = timed_touch(p, pt->size, false);
+		} else {
+			ret = ret ? ret : EAGAIN; /* not all on the device */
+		}
+		meas_result(back, rep, ret, ns, by_cpu ? npages : cpages);
 		unmap_range(p, pt->size);
 	}
 	unmap_range(buf, pt->size);
-out:
+}
+
+/* e2e dmirror-to-dev, dmirror-to-sys: test_hmm migrates there and back */
+static void wl_dm_migrate(struct bench *b, const struct point *pt)
+{
+	struct meas dev, sys;
+
+	meas_init(&dev, b, pt, "e2e", WL_DM_TO_DEV);
+	meas_init(&sys, b, pt, "e2e", WL_DM_TO_SYS);
+	dm_round_trip(b, pt, &dev, &sys, false);
 	meas_emit(b, &dev);
 	meas_emit(b, &sys);
+}
+
+/*
+ * e2e dmirror-cpu-fault: one thread reads every page of a range test_hmm
+ * migrated to its device (THPs whole, where it can), and so faults it back
+ * to system memory.  Only the reads are timed.
+ */
+static void wl_dm_cpu_fault(struct bench *b, const struct point *pt)
+{
+	struct meas m;
+
+	meas_init(&m, b, pt, "e2e", WL_DM_CPU_FAULT);
+	dm_round_trip(b, pt, NULL, &m, true);
+	meas_emit(b, &m);
 }
 
 /* e2e dmirror-exclusive: test_hmm takes exclusive access to a range */
@@ -1010,6 +1047,7 @@ static const struct group groups[] = {
 	{ wl_fork,		BIT(WL_FORK),				true },
 	{ wl_dm_read,		BIT(WL_DM_READ),			true },
 	{ wl_dm_migrate,	BIT(WL_DM_TO_DEV) | BIT(WL_DM_TO_SYS),	true },
+	{ wl_dm_cpu_fault,	BIT(WL_DM_CPU_FAULT),			true },
 	{ wl_dm_exclusive,	BIT(WL_DM_EXCLUSIVE),			true },
 	{ wl_memcpy,		BIT(WL_MEMCPY),				false },
 };

@@ -17,7 +17,10 @@
  * what keeps the figures about the core API and not about copying.
  *
  * It uses only the exported API of Linux 6.12, so the same source is built
- * against each kernel it compares.  See bench/README.md for how it is run.
+ * against each kernel it compares, and, where the kernel has it, the
+ * device-private THP API of Linux 6.19 (MIGRATE_PFN_COMPOUND): THPs then
+ * move whole, into PMD-sized pool folios, and come back whole, as a driver
+ * for such a kernel would do.  See bench/README.md for how it is run.
  */
 #include <linux/bitmap.h>
 #include <linux/delay.h>
@@ -82,6 +85,14 @@ static atomic64_t fault_count;
 static atomic64_t fault_pages;
 static atomic64_t fault_ns;
 
+#ifdef MIGRATE_PFN_COMPOUND
+#define BENCH_SELECT_COMPOUND	MIGRATE_VMA_SELECT_COMPOUND
+#define BENCH_PFN_COMPOUND	MIGRATE_PFN_COMPOUND
+#else
+#define BENCH_SELECT_COMPOUND	0
+#define BENCH_PFN_COMPOUND	0
+#endif
+
 static struct page *pool_alloc_page(void)
 {
 	unsigned long idx;
@@ -106,16 +117,98 @@ static struct page *pool_alloc_page(void)
 	return pfn_to_page(pool.base_pfn + idx);
 }
 
+/* Give @nr pool pages from index @idx back. */
+static void pool_put(unsigned long idx, unsigned long nr)
+{
+	spin_lock(&pool.lock);
+	if (!WARN_ON_ONCE(find_next_zero_bit(pool.used, idx + nr, idx) <
+			  idx + nr)) {
+		bitmap_clear(pool.used, idx, nr);
+		pool.nr_used -= nr;
+	}
+	spin_unlock(&pool.lock);
+}
+
 /* dev_pagemap_ops.page_free: the last reference to a pool page is gone */
 static void bench_page_free(struct page *page)
 {
-	unsigned long idx = page_to_pfn(page) - pool.base_pfn;
+	pool_put(page_to_pfn(page) - pool.base_pfn, 1);
+}
+
+#ifdef MIGRATE_PFN_COMPOUND
+/*
+ * A PMD-sized pool folio, physically aligned, locked and with its first
+ * reference, as pool_alloc_page() hands out pages; NULL if the pool has no
+ * aligned free run left.
+ */
+static struct page *pool_alloc_folio(void)
+{
+	unsigned long idx, off = pool.base_pfn & (HPAGE_PMD_NR - 1);
+	struct page *page;
 
 	spin_lock(&pool.lock);
-	if (!WARN_ON_ONCE(!__test_and_clear_bit(idx, pool.used)))
-		pool.nr_used--;
+	if (!pool.nr_used)
+		pool.cursor = 0;
+	idx = bitmap_find_next_zero_area_off(pool.used, pool.npages,
+					     pool.cursor, HPAGE_PMD_NR,
+					     HPAGE_PMD_NR - 1, off);
+	if (idx >= pool.npages)
+		idx = bitmap_find_next_zero_area_off(pool.used, pool.npages, 0,
+						     HPAGE_PMD_NR,
+						     HPAGE_PMD_NR - 1, off);
+	if (idx >= pool.npages) {
+		spin_unlock(&pool.lock);
+		return NULL;
+	}
+	bitmap_set(pool.used, idx, HPAGE_PMD_NR);
+	pool.nr_used += HPAGE_PMD_NR;
+	pool.cursor = idx + HPAGE_PMD_NR;
 	spin_unlock(&pool.lock);
+
+	/* A free page's compound head may be stale: no page_folio() here. */
+	page = pfn_to_page(pool.base_pfn + idx);
+	if (zone_device_folio_init((struct folio *)page, HPAGE_PMD_ORDER)) {
+		pool_put(idx, HPAGE_PMD_NR);
+		return NULL;
+	}
+	return page;
 }
+
+/* dev_pagemap_ops.folio_free: the last reference to a pool folio is gone */
+static void bench_folio_free(struct folio *folio)
+{
+	pool_put(folio_pfn(folio) - pool.base_pfn, folio_nr_pages(folio));
+}
+
+/*
+ * The compound destination of the MIGRATE_PFN_COMPOUND entry @src: a pool
+ * folio when @to_device, else a zeroed system THP; 0 if there is none, or
+ * if @src is a hole going to system memory.
+ */
+static unsigned long dst_folio(unsigned long src, bool to_device, gfp_t gfp)
+{
+	struct folio *folio;
+	struct page *page;
+
+	if (to_device) {
+		page = pool_alloc_folio();
+		return page ? migrate_pfn(page_to_pfn(page)) |
+			      MIGRATE_PFN_COMPOUND : 0;
+	}
+	if (!migrate_pfn_to_page(src))
+		return 0;
+	folio = folio_alloc(GFP_TRANSHUGE | __GFP_ZERO, HPAGE_PMD_ORDER);
+	if (!folio)
+		return 0;
+	folio_lock(folio);
+	return migrate_pfn(folio_pfn(folio)) | MIGRATE_PFN_COMPOUND;
+}
+#else
+static unsigned long dst_folio(unsigned long src, bool to_device, gfp_t gfp)
+{
+	return 0;
+}
+#endif
 
 static unsigned long pool_used(void)
 {
@@ -139,76 +232,136 @@ static unsigned long sys_dst_pfn(gfp_t gfp)
 }
 
 /*
- * Fill @dst for every page of @src that the core collected: a pool page
- * when @to_device, else a system page allocated with @gfp.  An entry left
- * 0 (no page to be had) makes the core leave that page where it is.
+ * The destination of the collected entry @src: a pool page when
+ * @to_device, else a system page allocated with @gfp; 0 if there is none.
+ */
+static unsigned long dst_page(unsigned long src, bool to_device, gfp_t gfp)
+{
+	struct page *dpage;
+
+	/* 6.12 marks holes for migration too: leave them be */
+	if (!to_device)
+		return migrate_pfn_to_page(src) ? sys_dst_pfn(gfp) : 0;
+	dpage = pool_alloc_page();
+	return dpage ? migrate_pfn(page_to_pfn(dpage)) : 0;
+}
+
+/*
+ * Fill @dst for every entry of @src that the core collected.  A compound
+ * entry gets a compound destination, or, if there is none, a page for each
+ * of its addresses (the core splits it then).  An entry left 0 (no page to
+ * be had) makes the core leave that page where it is.
  */
 static void fill_dst(const unsigned long *src, unsigned long *dst,
 		     unsigned long npages, bool to_device, gfp_t gfp)
 {
-	unsigned long i;
+	unsigned long i, j, nr;
 
-	for (i = 0; i < npages; i++) {
-		struct page *dpage;
-
-		dst[i] = 0;
+	memset(dst, 0, npages * sizeof(*dst));
+	for (i = 0; i < npages; i += nr) {
+		nr = 1;
 		if (!(src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
-		if (!to_device) {
-			/* 6.12 marks holes for migration too: leave them be */
-			if (migrate_pfn_to_page(src[i]))
-				dst[i] = sys_dst_pfn(gfp);
+		if (src[i] & BENCH_PFN_COMPOUND) {
+			nr = min_t(unsigned long, HPAGE_PMD_NR, npages - i);
+			dst[i] = dst_folio(src[i], to_device, gfp);
+			if (dst[i])
+				continue;
+			for (j = 0; j < nr; j++)
+				dst[i + j] = dst_page(src[i], to_device, gfp);
 			continue;
 		}
-		dpage = pool_alloc_page();
-		if (dpage)
-			dst[i] = migrate_pfn(page_to_pfn(dpage));
+		dst[i] = dst_page(src[i], to_device, gfp);
 	}
 }
 
+/* Pages that moved: an entry still compound moved whole. */
 static unsigned long count_migrated(const unsigned long *src, unsigned long npages)
 {
 	unsigned long i, n = 0;
 
-	for (i = 0; i < npages; i++)
-		n += !!(src[i] & MIGRATE_PFN_MIGRATE);
+	for (i = 0; i < npages; i++) {
+		if (!(src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		n += (src[i] & BENCH_PFN_COMPOUND) ? HPAGE_PMD_NR : 1;
+	}
 	return n;
 }
 
+/*
+ * Make @args, set up for the fault page alone, cover the PMD-sized range
+ * around @addr, to bring a pool folio back whole, if its VMA covers that
+ * range and the pfn arrays can be had.
+ */
+static bool fault_whole_range(struct migrate_vma *args, unsigned long addr)
+{
+	unsigned long start = ALIGN_DOWN(addr, HPAGE_PMD_SIZE);
+	unsigned long *pfns;
+
+	if (start < args->vma->vm_start ||
+	    start + HPAGE_PMD_SIZE > args->vma->vm_end)
+		return false;
+	pfns = kmalloc_array(2 * HPAGE_PMD_NR, sizeof(*pfns), GFP_KERNEL);
+	if (!pfns)
+		return false;
+	args->start = start;
+	args->src = pfns;
+	args->dst = pfns + HPAGE_PMD_NR;
+	args->flags |= BENCH_SELECT_COMPOUND;
+	return true;
+}
+
+/*
+ * migrate_to_ram(): bring the fault page back to system memory; a page of
+ * a pool folio (only with the 6.19 API) brings the whole folio back.
+ */
 static vm_fault_t bench_migrate_to_ram(struct vm_fault *vmf)
 {
-	unsigned long src = 0, dst = 0;
+	unsigned long src = 0, dst = 0, npages = 1;
 	struct migrate_vma args = {
 		.vma		= vmf->vma,
 		.start		= ALIGN_DOWN(vmf->address, PAGE_SIZE),
-		.end		= ALIGN_DOWN(vmf->address, PAGE_SIZE) + PAGE_SIZE,
 		.src		= &src,
 		.dst		= &dst,
 		.pgmap_owner	= &pool,
 		.flags		= MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
 		.fault_page	= vmf->page,
 	};
+	vm_fault_t ret = 0;
 	u64 t0, t1, t2, t3;
 
+	if (BENCH_PFN_COMPOUND && folio_test_large(page_folio(vmf->page)) &&
+	    fault_whole_range(&args, vmf->address))
+		npages = HPAGE_PMD_NR;
+	args.end = args.start + npages * PAGE_SIZE;
+
 	t0 = ktime_get_ns();
-	if (migrate_vma_setup(&args))
-		return VM_FAULT_SIGBUS;
+	if (migrate_vma_setup(&args)) {
+		ret = VM_FAULT_SIGBUS;
+		goto out;
+	}
 	t1 = ktime_get_ns();
-	fill_dst(&src, &dst, 1, false, GFP_HIGHUSER_MOVABLE);
+	fill_dst(args.src, args.dst, npages, false, GFP_HIGHUSER_MOVABLE);
 	t2 = ktime_get_ns();
 	migrate_vma_pages(&args);
 	migrate_vma_finalize(&args);
 	t3 = ktime_get_ns();
 
 	atomic64_inc(&fault_count);
-	atomic64_add(count_migrated(&src, 1), &fault_pages);
+	atomic64_add(count_migrated(args.src, npages), &fault_pages);
 	atomic64_add((t1 - t0) + (t3 - t2), &fault_ns);
 	/* a page that did not move is still device memory: the CPU retries */
-	return 0;
+out:
+	if (args.src != &src)
+		kfree(args.src);
+	return ret;
 }
 
 static const struct dev_pagemap_ops bench_pgmap_ops = {
 	.page_free	= bench_page_free,
+#ifdef MIGRATE_PFN_COMPOUND
+	.folio_free	= bench_folio_free,
+#endif
 	.migrate_to_ram	= bench_migrate_to_ram,
 };
 
@@ -368,8 +521,9 @@ static int bench_migrate_vma(struct hmm_bench_cmd *cmd, bool to_device)
 		.start		= cmd->addr,
 		.end		= cmd->addr + cmd->size,
 		.pgmap_owner	= &pool,
-		.flags		= to_device ? MIGRATE_VMA_SELECT_SYSTEM :
-					      MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+		.flags		= (to_device ? MIGRATE_VMA_SELECT_SYSTEM :
+					       MIGRATE_VMA_SELECT_DEVICE_PRIVATE) |
+				  BENCH_SELECT_COMPOUND,
 	};
 	struct bench_sampler sampler;
 	u64 t[4];
