@@ -998,8 +998,9 @@ static int hmmt_to_dev_one(struct hmmt_mirror *mirror,
 
 /*
  * Give the THP @spage, collected whole at entry @i of a MIGRATE_TO_DEV
- * batch with the flags of @src, a device folio of its size.  Returns false
- * if there is none to be had.
+ * batch with the flags of @src, a device folio of its size; or, if @spage
+ * is NULL, a zeroed one to the empty PMD (or huge zero page) there.
+ * Returns false if there is none to be had.
  */
 static bool hmmt_to_dev_folio(struct hmmt_mirror *mirror,
 			      struct migrate_vma *mig, unsigned long i,
@@ -1008,16 +1009,22 @@ static bool hmmt_to_dev_folio(struct hmmt_mirror *mirror,
 	unsigned long vpfn = (mig->start >> PAGE_SHIFT) + i, j;
 	struct page *dpage;
 
-	if (folio_nr_pages(page_folio(spage)) != HPAGE_PMD_NR)
+	if (spage && folio_nr_pages(page_folio(spage)) != HPAGE_PMD_NR)
 		return false;
 	dpage = hmmt_dfolio_alloc(mirror, vpfn);
 	if (!dpage)
 		return false;
 
-	for (j = 0; j < HPAGE_PMD_NR; j++)
-		copy_highpage(hmmt_backing(dpage + j), spage + j);
-	mig->dst[i] = migrate_pfn(page_to_pfn(dpage)) | MIGRATE_PFN_COMPOUND |
-		      (src & MIGRATE_PFN_WRITE);
+	for (j = 0; j < HPAGE_PMD_NR; j++) {
+		if (spage)
+			copy_highpage(hmmt_backing(dpage + j), spage + j);
+		else
+			clear_highpage(hmmt_backing(dpage + j));
+	}
+	mig->dst[i] = migrate_pfn(page_to_pfn(dpage)) | MIGRATE_PFN_COMPOUND;
+	if ((src & MIGRATE_PFN_WRITE) ||
+	    (!spage && (mig->vma->vm_flags & VM_WRITE)))
+		mig->dst[i] |= MIGRATE_PFN_WRITE;
 	return true;
 }
 
@@ -1058,7 +1065,8 @@ static int hmmt_to_dev_prepare(struct hmmt_mirror *mirror,
 		if (spage && is_zone_device_page(spage))
 			continue;
 		if (src & MIGRATE_PFN_COMPOUND) {
-			nr = folio_nr_pages(page_folio(spage));
+			nr = spage ? folio_nr_pages(page_folio(spage)) :
+				     HPAGE_PMD_NR;
 			if (hmmt_to_dev_folio(mirror, mig, i, spage, src))
 				continue;
 		}
@@ -1160,11 +1168,6 @@ static int hmmt_access(struct hmmt_mirror *mirror,
  * Migration from the device back to system memory
  */
 
-/*
- * Move one batch of device memory back to system memory, adding the number
- * of pages moved to @count.  Pages that get no system memory stay on the
- * device and make this return -ENOMEM.
- */
 /*
  * hmmt_forget() for the device pages a MIGRATE_TO_SYS batch is moving back
  * (those given a destination), those recorded by @mirror in one walk of
@@ -1291,6 +1294,11 @@ static u64 hmmt_moved(const struct migrate_vma *mig)
 	return moved;
 }
 
+/*
+ * Move one batch of device memory back to system memory, adding the number
+ * of pages moved to @count.  Pages that get no system memory stay on the
+ * device and make this return -ENOMEM.
+ */
 static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 			     struct migrate_vma *mig, u64 *count)
 {
@@ -1301,8 +1309,12 @@ static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 	if (ret)
 		return ret;
 
-	/* A device folio collected whole is the whole batch. */
+	/*
+	 * A device folio collected whole is the whole batch.  (An empty
+	 * PMD, a compound entry without a page, stays empty.)
+	 */
 	if ((mig->src[0] & MIGRATE_PFN_COMPOUND) &&
+	    (mig->src[0] & MIGRATE_PFN_VALID) &&
 	    hmmt_own_page(mirror->hdev, migrate_pfn_to_page(mig->src[0]))) {
 		ret = hmmt_to_sys_folio(mig);
 		goto move;
@@ -1440,7 +1452,9 @@ static bool hmmt_fault_folio(struct vm_fault *vmf, vm_fault_t *ret)
 		goto out;
 	}
 
-	if (mig.src[0] & MIGRATE_PFN_COMPOUND) {
+	/* A compound entry without a page is an empty PMD: nothing to do. */
+	if ((mig.src[0] & MIGRATE_PFN_COMPOUND) &&
+	    (mig.src[0] & MIGRATE_PFN_VALID)) {
 		if (hmmt_to_sys_folio(&mig))
 			*ret = VM_FAULT_OOM;
 		goto move;

@@ -43,6 +43,7 @@
 #include <linux/oom.h>
 #include <linux/pagemap.h>
 #include <linux/pagewalk.h>
+#include <linux/pgalloc.h>
 #include <linux/rmap.h>
 #include <linux/swap.h>
 #include <linux/swapops.h>
@@ -105,13 +106,57 @@ static unsigned long mvd_zero_entry(struct mvd_walk *w,
 	return 0;
 }
 
+/*
+ * Can [@addr, @end), with nothing mapped or the huge zero page, be given a
+ * PMD-sized folio as one MIGRATE_PFN_COMPOUND entry?  Only if the driver
+ * asked for compound entries, the range is one aligned PMD, and the VMA
+ * could map a PMD: private anonymous memory not opted out of THPs (by
+ * MADV_NOHUGEPAGE or prctl()), on an architecture that has non-present
+ * PMDs to map device-private memory with and hardware that has huge PMDs.
+ */
+static bool mvd_huge_hole(const struct mvd_walk *w, struct vm_area_struct *vma,
+			  unsigned long addr, unsigned long end)
+{
+#ifdef CONFIG_ARCH_ENABLE_THP_MIGRATION
+	return (w->mig->flags & MIGRATE_VMA_SELECT_COMPOUND) &&
+	       IS_ALIGNED(addr, HPAGE_PMD_SIZE) &&
+	       end - addr == HPAGE_PMD_SIZE && vma_is_anonymous(vma) &&
+	       !thp_disabled_by_hw() && !vma_thp_disabled(vma, vma->vm_flags);
+#else
+	return false;
+#endif
+}
+
+/*
+ * Record [@addr, @end), inside one PMD, where nothing is mapped (or the
+ * zero page) and @mpfn says whether a page may be supplied: a whole PMD as
+ * one compound entry without a pfn if mvd_huge_hole() allows it, else
+ * page by page.
+ */
+static void mvd_record_hole(struct mvd_walk *w, struct vm_area_struct *vma,
+			    unsigned long addr, unsigned long end,
+			    unsigned long mpfn)
+{
+	if (mpfn && mvd_huge_hole(w, vma, addr, end)) {
+		mvd_record(w, addr, mpfn | MIGRATE_PFN_COMPOUND);
+		mpfn = 0;
+		addr += PAGE_SIZE;
+	}
+	mvd_record_range(w, addr, end, mpfn);
+}
+
+/* A hole may span many PMDs (a missing PUD, say): one at a time. */
 static int mvd_walk_hole(unsigned long start, unsigned long end,
 			 __always_unused int depth, struct mm_walk *walk)
 {
 	struct mvd_walk *w = walk->private;
+	unsigned long mpfn = mvd_empty_entry(walk->vma);
+	unsigned long addr, next;
 
-	start = max(start, w->next);
-	mvd_record_range(w, start, end, mvd_empty_entry(walk->vma));
+	for (addr = max(start, w->next); addr < end; addr = next) {
+		next = pmd_addr_end(addr, end);
+		mvd_record_hole(w, walk->vma, addr, next, mpfn);
+	}
 	return 0;
 }
 
@@ -458,8 +503,11 @@ static void mvd_collect_huge_pmd(struct mvd_walk *w, struct mm_walk *walk,
 	folio = pmd_folio(pmd);
 	if (is_huge_zero_folio(folio)) {
 		spin_unlock(ptl);
-		if (!mvd_zero_entry(w, walk->vma)) {
-			mvd_record_range(w, addr, end, 0);
+		if (!mvd_zero_entry(w, walk->vma) ||
+		    mvd_huge_hole(w, walk->vma, addr, end)) {
+			/* migrate_vma_pages() splits it if it must. */
+			mvd_record_hole(w, walk->vma, addr, end,
+					mvd_zero_entry(w, walk->vma));
 			return;
 		}
 		/* Zero PTEs can be replaced one by one by migrate_vma_pages(). */
@@ -992,6 +1040,13 @@ static int mvd_check_args(struct migrate_vma *args)
  *   the same order (MIGRATE_PFN_COMPOUND, at the same index), which takes
  *   it whole, or with a base page for each address (or 0 for some), and
  *   migrate_vma_pages() splits it then.
+ * - MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND without a pfn, with
+ *   MIGRATE_VMA_SELECT_COMPOUND only: a PMD-aligned, PMD-sized stretch of
+ *   the range where nothing is mapped (or the huge zero page, when system
+ *   memory is selected), in a VMA that THPs are not disabled for; the
+ *   entries of its other addresses are 0.  The driver may answer with a
+ *   compound destination of PMD order, mapped there by one PMD, or with
+ *   base pages, each address then handled as a hole of its own.
  *
  * @args->cpages is the number of entries with MIGRATE_PFN_MIGRATE and
  * @args->npages the number of pages in the range.  An unaligned
@@ -1053,6 +1108,24 @@ int migrate_vma_setup(struct migrate_vma *args)
 EXPORT_SYMBOL(migrate_vma_setup);
 
 /*
+ * Make sure @vma has an anon_vma and @addr a PMD entry, allocating what is
+ * missing, and return that entry; NULL if memory ran out.
+ */
+static pmd_t *mvd_prepare_pmd(struct vm_area_struct *vma, unsigned long addr)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	pud_t *pudp;
+	p4d_t *p4dp;
+
+	if (unlikely(anon_vma_prepare(vma)))
+		return NULL;
+
+	p4dp = p4d_alloc(mm, pgd_offset(mm, addr), addr);
+	pudp = p4dp ? pud_alloc(mm, p4dp, addr) : NULL;
+	return pudp ? pmd_alloc(mm, pudp, addr) : NULL;
+}
+
+/*
  * Make sure @vma has an anon_vma and @addr a page table, allocating what is
  * missing, and return the PMD entry pointing to that table.  NULL if memory
  * ran out or a huge mapping (or a PMD migration entry) has appeared at @addr
@@ -1061,19 +1134,9 @@ EXPORT_SYMBOL(migrate_vma_setup);
 static pmd_t *mvd_prepare_tables(struct vm_area_struct *vma,
 				 unsigned long addr)
 {
-	struct mm_struct *mm = vma->vm_mm;
-	pmd_t *pmdp = NULL;
-	pud_t *pudp;
-	p4d_t *p4dp;
+	pmd_t *pmdp = mvd_prepare_pmd(vma, addr);
 	pmd_t pmd;
 
-	if (unlikely(anon_vma_prepare(vma)))
-		return NULL;
-
-	p4dp = p4d_alloc(mm, pgd_offset(mm, addr), addr);
-	pudp = p4dp ? pud_alloc(mm, p4dp, addr) : NULL;
-	if (pudp)
-		pmdp = pmd_alloc(mm, pudp, addr);
 	if (!pmdp)
 		return NULL;
 
@@ -1081,7 +1144,14 @@ static pmd_t *mvd_prepare_tables(struct vm_area_struct *vma,
 	if (!pmd_none(pmd) && (!pmd_present(pmd) || pmd_leaf(pmd) ||
 			       pmd_trans_huge(pmd) || pmd_devmap(pmd)))
 		return NULL;
-	return pte_alloc(mm, pmdp) ? NULL : pmdp;
+	return pte_alloc(vma->vm_mm, pmdp) ? NULL : pmdp;
+}
+
+/* The device-private entry of a new mapping of device memory at @pfn. */
+static swp_entry_t mvd_device_entry(unsigned long pfn, bool writable)
+{
+	return writable ? make_writable_device_private_entry(pfn) :
+			  make_readable_device_private_entry(pfn);
 }
 
 /* The entry mapping @page, a new anonymous page, in @vma. */
@@ -1093,9 +1163,7 @@ static pte_t mvd_new_pte(struct vm_area_struct *vma, struct page *page)
 
 	/* The CPU cannot map device memory: it gets a device-private entry. */
 	if (is_device_private_page(page))
-		return swp_entry_to_pte(writable ?
-				make_writable_device_private_entry(pfn) :
-				make_readable_device_private_entry(pfn));
+		return swp_entry_to_pte(mvd_device_entry(pfn, writable));
 
 	pte = pfn_pte(pfn, vma->vm_page_prot);
 	/* Like an anonymous write fault: a new writable page starts dirty. */
@@ -1177,6 +1245,101 @@ static bool mvd_populate(struct migrate_vma *mig, unsigned long addr,
 	return true;
 }
 
+#ifdef CONFIG_ARCH_ENABLE_THP_MIGRATION
+/* The PMD mapping @folio, a new PMD-sized anonymous folio, in @vma. */
+static pmd_t mvd_new_pmd(struct vm_area_struct *vma, struct folio *folio)
+{
+	bool writable = vma->vm_flags & VM_WRITE;
+	unsigned long pfn = folio_pfn(folio);
+	pmd_t pmd;
+
+	if (folio_is_device_private(folio))
+		return swp_entry_to_pmd(mvd_device_entry(pfn, writable));
+
+	pmd = mk_huge_pmd(&folio->page, vma->vm_page_prot);
+	return writable ? maybe_pmd_mkwrite(pmd_mkdirty(pmd), vma) : pmd;
+}
+
+/*
+ * Map @folio, a new PMD-sized folio from the driver, with one PMD at @addr,
+ * where collection found no page table or the huge zero page: what a THP
+ * write fault would do, with the driver's folio.  Returns false, leaving
+ * the address alone, if that cannot be done, in particular if a CPU fault
+ * has populated the range in the meantime.  Like mvd_populate(), which
+ * explains the rest.
+ */
+static bool mvd_populate_huge(struct migrate_vma *mig, unsigned long addr,
+			      struct folio *folio)
+{
+	struct vm_area_struct *vma = mig->vma;
+	struct mm_struct *mm = vma->vm_mm;
+	pgtable_t pgtable;
+	spinlock_t *ptl;	/* PMD lock */
+	pmd_t *pmdp;
+	pmd_t old;
+
+	if (!vma_is_anonymous(vma) || folio_order(folio) != HPAGE_PMD_ORDER ||
+	    !folio_test_large_rmappable(folio))
+		return false;
+	if (folio_is_zone_device(folio) && !mvd_device_folio(folio))
+		return false;
+
+	pmdp = mvd_prepare_pmd(vma, addr);
+	if (!pmdp)
+		return false;
+	/* The page table that a split of the PMD will need. */
+	pgtable = pte_alloc_one(mm);
+	if (!pgtable)
+		return false;
+	if (mem_cgroup_charge(folio, mm, GFP_KERNEL)) {
+		pte_free(mm, pgtable);
+		return false;
+	}
+	__folio_mark_uptodate(folio);
+
+	ptl = pmd_lock(mm, pmdp);
+	old = pmdp_get(pmdp);
+	/* A write-protect userfault is owed for the zero page: not here. */
+	if (!(pmd_none(old) || is_huge_zero_pmd(old)) ||
+	    (!pmd_none(old) && pmd_uffd_wp(old)) ||
+	    userfaultfd_missing(vma) || check_stable_address_space(mm)) {
+		spin_unlock(ptl);
+		pte_free(mm, pgtable);
+		return false;
+	}
+
+	folio_get(folio);
+	folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE);
+	add_mm_counter(mm, MM_ANONPAGES, HPAGE_PMD_NR);
+	if (pmd_none(old)) {
+		pgtable_trans_huge_deposit(mm, pmdp, pgtable);
+		mm_inc_nr_ptes(mm);
+		pgtable = NULL;
+	} else {
+		/* The zero page's deposited table serves the new PMD. */
+		pmdp_huge_clear_flush(vma, addr, pmdp);
+	}
+	set_pmd_at(mm, addr, pmdp, mvd_new_pmd(vma, folio));
+	if (!folio_is_zone_device(folio)) {
+		update_mmu_cache_pmd(vma, addr, pmdp);
+		folio_add_lru_vma(folio, vma);
+		/* Like a THP fault's: the shrinker may split it if underused. */
+		deferred_split_folio(folio, false);
+	}
+	spin_unlock(ptl);
+	if (pgtable)
+		pte_free(mm, pgtable);
+	return true;
+}
+#else
+/* mvd_huge_hole() collects no huge holes to populate. */
+static bool mvd_populate_huge(struct migrate_vma *mig, unsigned long addr,
+			      struct folio *folio)
+{
+	return false;
+}
+#endif
+
 /*
  * Hand the identity of @folio (anonymous mapping and index, swap cache slot,
  * flags, memcg charge) over to @newfolio.  Both are locked, @folio is
@@ -1213,6 +1376,40 @@ static bool mvd_move_folio(struct folio *folio, struct folio *newfolio,
 }
 
 /*
+ * The hole (or huge zero page) of the MIGRATE_PFN_COMPOUND entry @i of @mig
+ * gets base pages, at least one: give each address its own entry, as if
+ * collection had not joined them, and map the huge zero page by PTEs of
+ * the zero page, which mvd_populate() can replace one by one.  Returns
+ * false, changing nothing, if no address of it has a destination.
+ */
+static bool mvd_hole_to_pages(struct migrate_vma *mig, unsigned long *dst,
+			      unsigned long i)
+{
+	unsigned long addr = mig->start + (i << PAGE_SHIFT);
+	unsigned long j, nr = min(PMD_SIZE >> PAGE_SHIFT, mig->npages - i);
+	pmd_t *pmdp;
+
+	for (j = 0; j < nr; j++)
+		if (dst[i + j] & MIGRATE_PFN_VALID)
+			break;
+	if (j == nr)
+		return false;
+
+	/*
+	 * Checked without the PMD lock: split_huge_pmd() looks again under
+	 * it, and if a fault has mapped a THP there meanwhile, splitting it
+	 * only makes mvd_populate() find its pages and leave them be.
+	 */
+	pmdp = mm_find_pmd(mig->vma->vm_mm, addr);
+	if (pmdp && is_huge_zero_pmd(pmdp_get_lockless(pmdp)))
+		split_huge_pmd(mig->vma, pmdp, addr);
+	mig->src[i] &= ~MIGRATE_PFN_COMPOUND;
+	for (j = 1; j < nr; j++)
+		mig->src[i + j] = mig->src[i];
+	return true;
+}
+
+/*
  * A MIGRATE_PFN_COMPOUND entry at @i in migrate_vma_pages() whose
  * destination is not compound: the driver answered with base pages (or with
  * none for some addresses), so split the THP and let each page go its own
@@ -1227,6 +1424,8 @@ static bool mvd_compound_to_pages(struct migrate_vma *mig, unsigned long *dst,
 	/* Only migrate_vma_setup() collects THPs whole. */
 	if (!mig)
 		return false;
+	if (!(mig->src[i] & MIGRATE_PFN_VALID))
+		return mvd_hole_to_pages(mig, dst, i);
 	nr = folio_nr_pages(page_folio(migrate_pfn_to_page(mig->src[i])));
 	for (j = 0; j < nr; j++)
 		if (dst[i + j] & MIGRATE_PFN_VALID)
@@ -1278,7 +1477,11 @@ static void mvd_move_pages(unsigned long *src, unsigned long *dst,
 				mvd_notify_start(&range, mig, addr);
 				notifying = true;
 			}
-			moved = mvd_populate(mig, addr, newpage);
+			if (src[i] & MIGRATE_PFN_COMPOUND)
+				moved = mvd_populate_huge(mig, addr,
+							  page_folio(newpage));
+			else
+				moved = mvd_populate(mig, addr, newpage);
 		} else {
 			moved = false;
 		}
@@ -1312,7 +1515,9 @@ static void mvd_move_pages(unsigned long *src, unsigned long *dst,
  * its addresses has a destination page: @migrate->src then gets one entry
  * per page, as if the THP had been split before collection.  If the THP
  * cannot be split (somebody else holds a reference), or none of its pages
- * has a destination, it does not move.
+ * has a destination, it does not move.  A compound hole is mapped by one
+ * PMD of its compound destination, or else gets one entry per address
+ * (and the huge zero page one PTE per page) before base pages fill it.
  *
  * Between this call and migrate_vma_finalize() both the source and the
  * destination pages stay locked and the CPU cannot reach them, so the driver

@@ -794,7 +794,7 @@ static void mvd_test_thp_compound(struct kunit *test)
 
 /*
  * A THP collected whole that gets no destination page, or a compound one
- * (not supported yet), is not split: it is mapped whole again.
+ * of another order, is not split: it is mapped whole again.
  */
 static void mvd_test_thp_compound_stays(struct kunit *test)
 {
@@ -811,7 +811,7 @@ static void mvd_test_thp_compound_stays(struct kunit *test)
 		mvd_lock(&c);
 		KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
 		KUNIT_EXPECT_EQ(test, c.mig.cpages, 1);
-		/* Round 1: a compound answer, which is not supported yet. */
+		/* Round 1: a compound answer of order 0, which cannot take it. */
 		if (round) {
 			struct page *dpage = mvd_copy_page(test, head);
 
@@ -830,6 +830,94 @@ static void mvd_test_thp_compound_stays(struct kunit *test)
 				    head + i);
 	for (i = 0; i < nr; i += 37)
 		mvd_expect_user(test, c.mig.start, i, 23);
+}
+
+/*
+ * Holes with MIGRATE_VMA_SELECT_COMPOUND, in a range of fresh memory (no
+ * page table below the PUD) from 5 pages into one PMD to 7 pages into the
+ * fourth: each of the two whole PMDs is one compound entry without a pfn,
+ * the ends are page by page.  The first whole PMD takes a system THP, the
+ * second base pages, the ends nothing.
+ */
+static void mvd_test_huge_holes(struct kunit *test)
+{
+	const unsigned long pmd_nr = PMD_SIZE >> PAGE_SHIFT;
+	const unsigned long head = pmd_nr - 5, tail = 7;
+	const unsigned long first = head, second = head + pmd_nr;
+	unsigned long i, nr, huge;
+	struct page **pages;
+	struct folio *thp;
+	struct mvd_ctx c;
+
+	if (!IS_ENABLED(CONFIG_ARCH_ENABLE_THP_MIGRATION))
+		kunit_skip(test, "no PMD migration entries");
+	thp = folio_alloc(GFP_TRANSHUGE | __GFP_ZERO, PMD_SHIFT - PAGE_SHIFT);
+	if (!thp)
+		kunit_skip(test, "no THP to be had");
+
+	/* The base pages for the second PMD, before the mmap lock. */
+	pages = kunit_kcalloc(test, pmd_nr, sizeof(*pages), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, pages);
+	for (i = 0; i < pmd_nr; i++) {
+		void *kaddr;
+
+		pages[i] = alloc_page(GFP_HIGHUSER_MOVABLE);
+		KUNIT_ASSERT_NOT_NULL(test, pages[i]);
+		kaddr = kmap_local_page(pages[i]);
+		mvd_pattern(kaddr, 31, i);
+		kunmap_local(kaddr);
+		lock_page(pages[i]);
+	}
+
+	mvd_ctx_init(test, &c, 5 * pmd_nr, MIGRATE_VMA_SELECT_SYSTEM |
+		     MIGRATE_VMA_SELECT_COMPOUND);
+	mvd_want_thp(test, c.addr);
+	huge = ALIGN(c.addr, PMD_SIZE);
+	c.mig.start = huge + (pmd_nr - head) * PAGE_SIZE;
+	c.mig.end = huge + (3 * pmd_nr + tail) * PAGE_SIZE;
+	nr = head + 2 * pmd_nr + tail;
+
+	mvd_lock(&c);
+	KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+	KUNIT_EXPECT_EQ(test, c.mig.npages, nr);
+	KUNIT_EXPECT_EQ(test, c.mig.cpages, head + 2 + tail);
+	for (i = 0; i < nr; i++) {
+		unsigned long want = MIGRATE_PFN_MIGRATE;
+
+		if (i == first || i == second)
+			want |= MIGRATE_PFN_COMPOUND;
+		else if (i > first && i < second + pmd_nr)
+			want = 0;
+		KUNIT_EXPECT_EQ_MSG(test, c.src[i], want, "entry %lu", i);
+	}
+
+	folio_lock(thp);
+	c.dst[first] = migrate_pfn(folio_pfn(thp)) | MIGRATE_PFN_COMPOUND;
+	for (i = 0; i < pmd_nr; i++)
+		c.dst[second + i] = migrate_pfn(page_to_pfn(pages[i]));
+	migrate_vma_pages(&c.mig);
+	for (i = 0; i < nr; i++) {
+		unsigned long want = 0;
+
+		if (i == first)
+			want = MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND;
+		else if (i >= second && i < second + pmd_nr)
+			want = MIGRATE_PFN_MIGRATE;
+		KUNIT_EXPECT_EQ_MSG(test, c.src[i], want, "entry %lu", i);
+	}
+	migrate_vma_finalize(&c.mig);
+	mvd_unlock();
+
+	/* The THP is mapped whole, by one PMD. */
+	KUNIT_EXPECT_PTR_EQ(test, mvd_page_at(huge + PMD_SIZE), &thp->page);
+	KUNIT_EXPECT_PTR_EQ(test, mvd_page_at(huge + 2 * PMD_SIZE - PAGE_SIZE),
+			    folio_page(thp, pmd_nr - 1));
+	KUNIT_EXPECT_EQ(test, folio_entire_mapcount(thp), 1);
+	for (i = 0; i < pmd_nr; i += 61) {
+		KUNIT_EXPECT_PTR_EQ(test, mvd_page_at(huge + 2 * PMD_SIZE +
+						      i * PAGE_SIZE), pages[i]);
+		mvd_expect_user(test, huge + 2 * PMD_SIZE, i, 31);
+	}
 }
 
 /* ----- fault_page ----- */
@@ -958,6 +1046,7 @@ static struct kunit_case mvd_test_cases[] = {
 	KUNIT_CASE(mvd_test_thp_whole),
 	KUNIT_CASE(mvd_test_thp_compound),
 	KUNIT_CASE(mvd_test_thp_compound_stays),
+	KUNIT_CASE(mvd_test_huge_holes),
 	KUNIT_CASE(mvd_test_fault_page_outside),
 	{}
 };

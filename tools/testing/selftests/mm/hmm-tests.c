@@ -2256,6 +2256,323 @@ TEST_F(hmm_thp, exit_frees)
 	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
 }
 
+/* Whether a read fault in a THP-enabled region maps the huge zero page. */
+static bool huge_zero_page_used(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/use_zero_page",
+			"r");
+	int on = 0;
+
+	if (!f)
+		return false;
+	if (fscanf(f, "%d", &on) != 1)
+		on = 0;
+	fclose(f);
+	return on == 1;
+}
+
+/*
+ * An empty 2 MiB aligned region that THPs are allowed in; read-touched
+ * first if @zero, which maps the huge zero page.  MAP_FAILED on error.
+ */
+static char *thp_hole(bool zero)
+{
+	char *buf = map_aligned(SZ_2M, SZ_2M);
+
+	if (buf == MAP_FAILED)
+		return buf;
+	if (madvise(buf, SZ_2M, MADV_HUGEPAGE)) {
+		munmap(buf, SZ_2M);
+		return MAP_FAILED;
+	}
+	if (zero)
+		touch_read(buf);
+	return buf;
+}
+
+/*
+ * A thp_hole() read-touched, which the device's snapshot (in @prot) must
+ * show mapped by the huge zero page: one read-only PMD.  MAP_FAILED if
+ * not.
+ */
+static char *huge_zero_hole(int fd, unsigned char *prot)
+{
+	unsigned long n = SZ_2M / psize();
+	char *buf = thp_hole(true);
+
+	if (buf == MAP_FAILED)
+		return buf;
+	if (dev_snapshot(fd, buf, prot, n) ||
+	    count_other(prot, n, HMM_DMIRROR_PROT_READ | HMM_DMIRROR_PROT_PMD)) {
+		munmap(buf, SZ_2M);
+		return MAP_FAILED;
+	}
+	return buf;
+}
+
+/*
+ * Migrate @buf, a thp_hole(), to the device: it must all arrive, reading
+ * as zeroes, and the device's snapshot must show @prot for every page.
+ */
+static int hole_to_device(int fd, char *buf, unsigned char *prot,
+			  unsigned char want)
+{
+	unsigned long n = SZ_2M / psize();
+	uint64_t cpages = 0;
+	char *out;
+	int ret;
+
+	out = malloc(SZ_2M);
+	if (!out)
+		return -ENOMEM;
+	memset(out, 0xa5, SZ_2M);
+	ret = to_device(fd, buf, out, n, &cpages);
+	if (!ret && (cpages != n || !all_zero(out, SZ_2M)))
+		ret = -EPROTO;
+	free(out);
+	if (!ret)
+		ret = dev_snapshot(fd, buf, prot, n);
+	if (!ret && count_other(prot, n, want))
+		ret = -EPROTO;
+	return ret;
+}
+
+TEST_F(hmm_thp, empty_pmd_moves_whole)
+{
+	long faults = cpu_faults_on_unit(UNIT_PRIVATE_A);
+	char *buf = thp_hole(false);
+
+	ASSERT_GE(faults, 0);
+	ASSERT_NE(buf, MAP_FAILED);
+	/* One device folio fills the empty PMD. */
+	ASSERT_EQ(hole_to_device(self->fd, buf, self->prot, PROT_DEV_PMD), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base + (long)self->n);
+	ASSERT_EQ(smaps_kb(buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+
+	/* One CPU write brings it all back, as a THP. */
+	touch_write(buf + SZ_2M / 2);
+	ASSERT_EQ(cpu_faults_on_unit(UNIT_PRIVATE_A), faults + 1);
+	ASSERT_EQ(count_in_system(buf, self->n), self->n);
+	ASSERT_EQ(smaps_kb(buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_TRUE(all_zero(buf, SZ_2M));
+	ASSERT_EQ(munmap(buf, SZ_2M), 0);
+}
+
+TEST_F(hmm_thp, zero_pmd_moves_whole)
+{
+	char *buf;
+	uint64_t cpages;
+
+	if (!huge_zero_page_used())
+		SKIP(return, "THP use_zero_page is off");
+	buf = huge_zero_hole(self->fd, self->prot);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(smaps_kb(buf, "AnonHugePages:"), 0);
+
+	ASSERT_EQ(hole_to_device(self->fd, buf, self->prot, PROT_DEV_PMD), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base + (long)self->n);
+
+	/* Back whole, into a THP of its own that can be written. */
+	ASSERT_EQ(to_system(self->fd, buf, self->n, &cpages), 0);
+	ASSERT_EQ(cpages, self->n);
+	ASSERT_EQ(smaps_kb(buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_TRUE(all_zero(buf, SZ_2M));
+	fill(buf, SZ_2M, 83);
+	ASSERT_LT(verify(buf, SZ_2M, 83), 0);
+	ASSERT_EQ(munmap(buf, SZ_2M), 0);
+}
+
+/* Without a device folio, an empty PMD fills page by page. */
+TEST_F(hmm_thp, empty_pmd_fail_alloc)
+{
+	char *buf = thp_hole(false);
+	uint64_t cpages;
+
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_FLAGS, buf, NULL,
+			  HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL), 0);
+	ASSERT_EQ(hole_to_device(self->fd, buf, self->prot, PROT_DEV_PTE), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base + (long)self->n);
+	ASSERT_EQ(to_system(self->fd, buf, self->n, &cpages), 0);
+	ASSERT_EQ(cpages, self->n);
+	ASSERT_EQ(count_in_system(buf, self->n), self->n);
+	ASSERT_TRUE(all_zero(buf, SZ_2M));
+	ASSERT_EQ(munmap(buf, SZ_2M), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+
+	/* The empty PMD used the failure up: the next one gets a folio. */
+	buf = thp_hole(false);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(hole_to_device(self->fd, buf, self->prot, PROT_DEV_PMD), 0);
+	ASSERT_EQ(munmap(buf, SZ_2M), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+}
+
+/* Without a device folio, the huge zero page is split and filled. */
+TEST_F(hmm_thp, zero_pmd_fail_alloc)
+{
+	char *buf;
+	uint64_t cpages;
+
+	if (!huge_zero_page_used())
+		SKIP(return, "THP use_zero_page is off");
+	buf = huge_zero_hole(self->fd, self->prot);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_FLAGS, buf, NULL,
+			  HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL), 0);
+	ASSERT_EQ(hole_to_device(self->fd, buf, self->prot, PROT_DEV_PTE), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base + (long)self->n);
+	ASSERT_EQ(to_system(self->fd, buf, self->n, &cpages), 0);
+	ASSERT_EQ(cpages, self->n);
+	ASSERT_EQ(count_in_system(buf, self->n), self->n);
+	ASSERT_TRUE(all_zero(buf, SZ_2M));
+	fill(buf, SZ_2M, 84);
+	ASSERT_LT(verify(buf, SZ_2M, 84), 0);
+	ASSERT_EQ(munmap(buf, SZ_2M), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+}
+
+/* MADV_NOHUGEPAGE keeps an empty PMD from getting a device folio. */
+TEST_F(hmm_thp, nohugepage_hole_moves_by_pages)
+{
+	char *buf = thp_hole(false);
+
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, SZ_2M, MADV_NOHUGEPAGE), 0);
+	ASSERT_EQ(hole_to_device(self->fd, buf, self->prot, PROT_DEV_PTE), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base + (long)self->n);
+	ASSERT_EQ(munmap(buf, SZ_2M), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+}
+
+/* One thread of hole_fill_race: a migrator or a writer of its own pages. */
+struct hole_racer {
+	pthread_barrier_t	*start;
+	char			*buf;
+	int			fd;	/* the test's mirror, for migrators */
+	unsigned int		id;
+	unsigned int		rounds;	/* a writer's last round */
+	bool			*stop;	/* set once the migrators are done */
+	long			bad;	/* 0, an errno, or a page that lost data */
+};
+
+#define HOLE_ROUNDS	8
+#define HOLE_WRITERS	8
+#define HOLE_MIGRATORS	8
+
+/* Writer @id owns pages id, id + 5 * HOLE_WRITERS, ... of the 2 MiB. */
+static void *hole_writer(void *arg)
+{
+	struct hole_racer *r = arg;
+	unsigned long n = SZ_2M / psize(), page;
+	unsigned int round;
+
+	pthread_barrier_wait(r->start);
+	for (round = 1; round <= HOLE_ROUNDS ||
+	     !__atomic_load_n(r->stop, __ATOMIC_RELAXED); round++) {
+		r->rounds = round;
+		for (page = r->id; page < n; page += HOLE_WRITERS * 5) {
+			uint64_t *w = (uint64_t *)(r->buf + page * psize());
+			uint64_t v = ((uint64_t)r->id << 32) | round;
+
+			*w = v;
+			compiler_barrier();
+			if (*w != v) {
+				r->bad = (long)page;
+				return NULL;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* Migrate the whole 2 MiB there and back; races make pages stay behind. */
+static void *hole_migrator(void *arg)
+{
+	struct hole_racer *r = arg;
+	unsigned long n = SZ_2M / psize();
+	unsigned int round;
+	char *out = malloc(SZ_2M);
+	int ret;
+
+	pthread_barrier_wait(r->start);
+	if (!out) {
+		r->bad = -ENOMEM;
+		return NULL;
+	}
+	for (round = 0; round < HOLE_ROUNDS && !r->bad; round++) {
+		ret = to_device(r->fd, r->buf, out, n, NULL);
+		if (ret && ret != -ENOENT && ret != -EBUSY)
+			r->bad = ret;
+		ret = to_system(r->fd, r->buf, n, NULL);
+		if (ret)
+			r->bad = ret;
+	}
+	free(out);
+	return NULL;
+}
+
+/*
+ * An empty PMD that migrators keep filling with device folios (or the
+ * pages a failed allocation falls back to) and bringing back, while
+ * writers fault its pages in, each writing and reading back its own pages:
+ * no write is ever lost, every other page reads as zero, and the device
+ * ends up empty once the region is gone.
+ */
+TEST_F_TIMEOUT(hmm_thp, hole_fill_race, RACE_TIMEOUT)
+{
+	struct hole_racer r[HOLE_WRITERS + HOLE_MIGRATORS];
+	pthread_t tid[HOLE_WRITERS + HOLE_MIGRATORS];
+	unsigned long page, n = self->n;
+	pthread_barrier_t start;
+	char *buf = thp_hole(false);
+	bool stop = false;
+	unsigned int t;
+
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(pthread_barrier_init(&start, NULL, HOLE_WRITERS +
+				       HOLE_MIGRATORS + 1), 0);
+	for (t = 0; t < HOLE_WRITERS + HOLE_MIGRATORS; t++) {
+		r[t] = (struct hole_racer){ .start = &start, .buf = buf,
+					    .fd = self->fd, .stop = &stop,
+					    .id = t % HOLE_WRITERS };
+		ASSERT_EQ(pthread_create(&tid[t], NULL, t < HOLE_WRITERS ?
+					 hole_writer : hole_migrator, &r[t]), 0);
+	}
+	pthread_barrier_wait(&start);
+	/* Now and then, the device is made to fall back to base pages. */
+	for (t = 0; t < 4; t++) {
+		ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_FLAGS, buf, NULL,
+				  HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL), 0);
+		usleep(20000);
+	}
+	/* The writers go on until the migrators are done. */
+	for (t = HOLE_WRITERS; t < HOLE_WRITERS + HOLE_MIGRATORS; t++)
+		ASSERT_EQ(pthread_join(tid[t], NULL), 0);
+	__atomic_store_n(&stop, true, __ATOMIC_RELAXED);
+	for (t = 0; t < HOLE_WRITERS; t++)
+		ASSERT_EQ(pthread_join(tid[t], NULL), 0);
+	for (t = 0; t < HOLE_WRITERS + HOLE_MIGRATORS; t++)
+		ASSERT_EQ(r[t].bad, 0) TH_LOG("thread %u: %ld", t, r[t].bad);
+
+	for (page = 0; page < n; page++) {
+		const uint64_t *w = (const uint64_t *)(buf + page * self->ps);
+		unsigned int id = page % HOLE_WRITERS;
+		bool written = page % (HOLE_WRITERS * 5) < HOLE_WRITERS;
+
+		if (written)
+			ASSERT_EQ(w[0], ((uint64_t)id << 32) | r[id].rounds)
+				TH_LOG("page %lu", page);
+		ASSERT_TRUE(all_zero(buf + page * self->ps + (written ? 8 : 0),
+				     self->ps - (written ? 8 : 0)))
+			TH_LOG("page %lu", page);
+	}
+	ASSERT_EQ(munmap(buf, SZ_2M), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+}
+
 /* ---------------------------------------------------------------------------
  * Bad input: each gets its exact error and changes nothing
  */
