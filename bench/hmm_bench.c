@@ -85,10 +85,13 @@ static atomic64_t fault_count;
 static atomic64_t fault_pages;
 static atomic64_t fault_ns;
 
-#ifdef MIGRATE_PFN_COMPOUND
+/* The 6.19 API, on an architecture that can map device memory by PMDs. */
+#if defined(MIGRATE_PFN_COMPOUND) && defined(CONFIG_ARCH_ENABLE_THP_MIGRATION)
+#define BENCH_THP		1
 #define BENCH_SELECT_COMPOUND	MIGRATE_VMA_SELECT_COMPOUND
 #define BENCH_PFN_COMPOUND	MIGRATE_PFN_COMPOUND
 #else
+#define BENCH_THP		0
 #define BENCH_SELECT_COMPOUND	0
 #define BENCH_PFN_COMPOUND	0
 #endif
@@ -121,7 +124,8 @@ static struct page *pool_alloc_page(void)
 static void pool_put(unsigned long idx, unsigned long nr)
 {
 	spin_lock(&pool.lock);
-	if (!WARN_ON_ONCE(find_next_zero_bit(pool.used, idx + nr, idx) <
+	if (!WARN_ON_ONCE(idx + nr > pool.npages ||
+			  find_next_zero_bit(pool.used, idx + nr, idx) <
 			  idx + nr)) {
 		bitmap_clear(pool.used, idx, nr);
 		pool.nr_used -= nr;
@@ -135,7 +139,7 @@ static void bench_page_free(struct page *page)
 	pool_put(page_to_pfn(page) - pool.base_pfn, 1);
 }
 
-#ifdef MIGRATE_PFN_COMPOUND
+#if BENCH_THP
 /*
  * A PMD-sized pool folio, physically aligned, locked and with its first
  * reference, as pool_alloc_page() hands out pages; NULL if the pool has no
@@ -143,12 +147,13 @@ static void bench_page_free(struct page *page)
  */
 static struct page *pool_alloc_folio(void)
 {
-	unsigned long idx, off = pool.base_pfn & (HPAGE_PMD_NR - 1);
+	unsigned long idx, cursor, off = pool.base_pfn & (HPAGE_PMD_NR - 1);
 	struct page *page;
 
 	spin_lock(&pool.lock);
 	if (!pool.nr_used)
 		pool.cursor = 0;
+	cursor = pool.cursor;
 	idx = bitmap_find_next_zero_area_off(pool.used, pool.npages,
 					     pool.cursor, HPAGE_PMD_NR,
 					     HPAGE_PMD_NR - 1, off);
@@ -169,6 +174,10 @@ static struct page *pool_alloc_folio(void)
 	page = pfn_to_page(pool.base_pfn + idx);
 	if (zone_device_folio_init((struct folio *)page, HPAGE_PMD_ORDER)) {
 		pool_put(idx, HPAGE_PMD_NR);
+		/* As if never taken: EVICT counts on the pool's order. */
+		spin_lock(&pool.lock);
+		pool.cursor = cursor;
+		spin_unlock(&pool.lock);
 		return NULL;
 	}
 	return page;
@@ -182,10 +191,11 @@ static void bench_folio_free(struct folio *folio)
 
 /*
  * The compound destination of the MIGRATE_PFN_COMPOUND entry @src: a pool
- * folio when @to_device, else a zeroed system THP; 0 if there is none, or
- * if @src is a hole going to system memory.
+ * folio when @to_device, else a zeroed system THP allocated as a THP fault
+ * would (GFP_TRANSHUGE); 0 if there is none, or if @src is a hole going to
+ * system memory.
  */
-static unsigned long dst_folio(unsigned long src, bool to_device, gfp_t gfp)
+static unsigned long dst_folio(unsigned long src, bool to_device)
 {
 	struct folio *folio;
 	struct page *page;
@@ -204,7 +214,7 @@ static unsigned long dst_folio(unsigned long src, bool to_device, gfp_t gfp)
 	return migrate_pfn(folio_pfn(folio)) | MIGRATE_PFN_COMPOUND;
 }
 #else
-static unsigned long dst_folio(unsigned long src, bool to_device, gfp_t gfp)
+static unsigned long dst_folio(unsigned long src, bool to_device)
 {
 	return 0;
 }
@@ -264,7 +274,7 @@ static void fill_dst(const unsigned long *src, unsigned long *dst,
 			continue;
 		if (src[i] & BENCH_PFN_COMPOUND) {
 			nr = min_t(unsigned long, HPAGE_PMD_NR, npages - i);
-			dst[i] = dst_folio(src[i], to_device, gfp);
+			dst[i] = dst_folio(src[i], to_device);
 			if (dst[i])
 				continue;
 			for (j = 0; j < nr; j++)
@@ -330,7 +340,8 @@ static vm_fault_t bench_migrate_to_ram(struct vm_fault *vmf)
 	vm_fault_t ret = 0;
 	u64 t0, t1, t2, t3;
 
-	if (BENCH_PFN_COMPOUND && folio_test_large(page_folio(vmf->page)) &&
+	/* Only a fault on a device-private PMD: it maps the folio whole. */
+	if (BENCH_THP && is_swap_pmd(vmf->orig_pmd) &&
 	    fault_whole_range(&args, vmf->address))
 		npages = HPAGE_PMD_NR;
 	args.end = args.start + npages * PAGE_SIZE;
@@ -359,7 +370,7 @@ out:
 
 static const struct dev_pagemap_ops bench_pgmap_ops = {
 	.page_free	= bench_page_free,
-#ifdef MIGRATE_PFN_COMPOUND
+#if BENCH_THP
 	.folio_free	= bench_folio_free,
 #endif
 	.migrate_to_ram	= bench_migrate_to_ram,
