@@ -6450,6 +6450,13 @@ static int uffd_move_page(int uffd, void *dst, void *src, unsigned long ps)
  * moved away finds a hole it must leave to userfaultfd (-ENOENT).  In the
  * end every page is in exactly one of the two places, with its data.
  */
+static bool uffd_race_goes_on(struct migrator *m, unsigned long moves)
+{
+	unsigned long rounds = __atomic_load_n(&m->rounds, __ATOMIC_RELAXED);
+
+	return rounds < 40 || (!moves && rounds < 400);
+}
+
 TEST_F_TIMEOUT(hmm, uffd_move_racing_migration, RACE_TIMEOUT)
 {
 	unsigned long n = 16, bytes = n * self->ps, i, moves = 0;
@@ -6486,8 +6493,12 @@ TEST_F_TIMEOUT(hmm, uffd_move_racing_migration, RACE_TIMEOUT)
 		.both_ways = true, .no_reads = true, .wrong = -1,
 	};
 	ASSERT_EQ(pthread_create(&tid, NULL, migrate_loop, &m), 0);
-	/* A hang here is the bug this test is for: make test's timeout. */
-	while (__atomic_load_n(&m.rounds, __ATOMIC_RELAXED) < 40 && !m.error) {
+	/*
+	 * A hang here is the bug this test is for: make test's timeout.  At
+	 * least 40 migration rounds, and more (up to 400) until a page has
+	 * moved: a busy host can hold this thread off for 40 rounds.
+	 */
+	while (!m.error && uffd_race_goes_on(&m, moves)) {
 		for (i = 0; i < n; i++) {
 			char *pa = a + i * self->ps, *pb = b + i * self->ps;
 
