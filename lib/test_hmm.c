@@ -969,6 +969,20 @@ static unsigned long hmmt_batch_end(struct vm_area_struct *vma,
 }
 
 /*
+ * MIGRATE_PFN_WRITE for the destination of a MIGRATE_TO_DEV entry with
+ * flags @src and source page @spage: as the source was mapped, or, for a
+ * hole or the zero page, as the VMA allows.
+ */
+static unsigned long hmmt_dst_write(const struct migrate_vma *mig,
+				    const struct page *spage, unsigned long src)
+{
+	if ((src & MIGRATE_PFN_WRITE) ||
+	    (!spage && (mig->vma->vm_flags & VM_WRITE)))
+		return MIGRATE_PFN_WRITE;
+	return 0;
+}
+
+/*
  * Allocate and fill the destination of entry @i of a MIGRATE_TO_DEV batch,
  * whose source page (NULL for a hole or the zero page) is @spage and whose
  * flags are those of @src.  Returns -ENOMEM if there is no memory for it.
@@ -989,10 +1003,8 @@ static int hmmt_to_dev_one(struct hmmt_mirror *mirror,
 	else
 		clear_highpage(hmmt_backing(dpage));
 
-	mig->dst[i] = migrate_pfn(page_to_pfn(dpage));
-	if ((src & MIGRATE_PFN_WRITE) ||
-	    (!spage && (mig->vma->vm_flags & VM_WRITE)))
-		mig->dst[i] |= MIGRATE_PFN_WRITE;
+	mig->dst[i] = migrate_pfn(page_to_pfn(dpage)) |
+		      hmmt_dst_write(mig, spage, src);
 	return 0;
 }
 
@@ -1021,10 +1033,8 @@ static bool hmmt_to_dev_folio(struct hmmt_mirror *mirror,
 		else
 			clear_highpage(hmmt_backing(dpage + j));
 	}
-	mig->dst[i] = migrate_pfn(page_to_pfn(dpage)) | MIGRATE_PFN_COMPOUND;
-	if ((src & MIGRATE_PFN_WRITE) ||
-	    (!spage && (mig->vma->vm_flags & VM_WRITE)))
-		mig->dst[i] |= MIGRATE_PFN_WRITE;
+	mig->dst[i] = migrate_pfn(page_to_pfn(dpage)) | MIGRATE_PFN_COMPOUND |
+		      hmmt_dst_write(mig, spage, src);
 	return true;
 }
 
@@ -1281,6 +1291,15 @@ static int hmmt_to_sys_folio(struct migrate_vma *mig)
 	return ret;
 }
 
+/*
+ * Whether the src entry @src is a device folio collected whole; a compound
+ * entry without a page is an empty PMD, which stays empty.
+ */
+static bool hmmt_whole_folio(unsigned long src)
+{
+	return (src & MIGRATE_PFN_COMPOUND) && (src & MIGRATE_PFN_VALID);
+}
+
 /* Pages that a device-to-system batch moved: a THP counts as all of them. */
 static u64 hmmt_moved(const struct migrate_vma *mig)
 {
@@ -1309,12 +1328,8 @@ static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 	if (ret)
 		return ret;
 
-	/*
-	 * A device folio collected whole is the whole batch.  (An empty
-	 * PMD, a compound entry without a page, stays empty.)
-	 */
-	if ((mig->src[0] & MIGRATE_PFN_COMPOUND) &&
-	    (mig->src[0] & MIGRATE_PFN_VALID) &&
+	/* A device folio collected whole is the whole batch. */
+	if (hmmt_whole_folio(mig->src[0]) &&
 	    hmmt_own_page(mirror->hdev, migrate_pfn_to_page(mig->src[0]))) {
 		ret = hmmt_to_sys_folio(mig);
 		goto move;
@@ -1452,9 +1467,7 @@ static bool hmmt_fault_folio(struct vm_fault *vmf, vm_fault_t *ret)
 		goto out;
 	}
 
-	/* A compound entry without a page is an empty PMD: nothing to do. */
-	if ((mig.src[0] & MIGRATE_PFN_COMPOUND) &&
-	    (mig.src[0] & MIGRATE_PFN_VALID)) {
+	if (hmmt_whole_folio(mig.src[0])) {
 		if (hmmt_to_sys_folio(&mig))
 			*ret = VM_FAULT_OOM;
 		goto move;

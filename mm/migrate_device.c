@@ -502,12 +502,12 @@ static void mvd_collect_huge_pmd(struct mvd_walk *w, struct mm_walk *walk,
 
 	folio = pmd_folio(pmd);
 	if (is_huge_zero_folio(folio)) {
+		unsigned long mpfn = mvd_zero_entry(w, walk->vma);
+
 		spin_unlock(ptl);
-		if (!mvd_zero_entry(w, walk->vma) ||
-		    mvd_huge_hole(w, walk->vma, addr, end)) {
+		if (!mpfn || mvd_huge_hole(w, walk->vma, addr, end)) {
 			/* migrate_vma_pages() splits it if it must. */
-			mvd_record_hole(w, walk->vma, addr, end,
-					mvd_zero_entry(w, walk->vma));
+			mvd_record_hole(w, walk->vma, addr, end, mpfn);
 			return;
 		}
 		/* Zero PTEs can be replaced one by one by migrate_vma_pages(). */
@@ -1376,24 +1376,17 @@ static bool mvd_move_folio(struct folio *folio, struct folio *newfolio,
 }
 
 /*
- * The hole (or huge zero page) of the MIGRATE_PFN_COMPOUND entry @i of @mig
- * gets base pages, at least one: give each address its own entry, as if
+ * The hole (or huge zero page) of the MIGRATE_PFN_COMPOUND entry @i of @mig,
+ * @nr pages long, gets base pages: give each address its own entry, as if
  * collection had not joined them, and map the huge zero page by PTEs of
- * the zero page, which mvd_populate() can replace one by one.  Returns
- * false, changing nothing, if no address of it has a destination.
+ * the zero page, which mvd_populate() can replace one by one.
  */
-static bool mvd_hole_to_pages(struct migrate_vma *mig, unsigned long *dst,
-			      unsigned long i)
+static void mvd_hole_to_pages(struct migrate_vma *mig, unsigned long i,
+			      unsigned long nr)
 {
 	unsigned long addr = mig->start + (i << PAGE_SHIFT);
-	unsigned long j, nr = min(PMD_SIZE >> PAGE_SHIFT, mig->npages - i);
+	unsigned long j;
 	pmd_t *pmdp;
-
-	for (j = 0; j < nr; j++)
-		if (dst[i + j] & MIGRATE_PFN_VALID)
-			break;
-	if (j == nr)
-		return false;
 
 	/*
 	 * Checked without the PMD lock: split_huge_pmd() looks again under
@@ -1406,31 +1399,38 @@ static bool mvd_hole_to_pages(struct migrate_vma *mig, unsigned long *dst,
 	mig->src[i] &= ~MIGRATE_PFN_COMPOUND;
 	for (j = 1; j < nr; j++)
 		mig->src[i + j] = mig->src[i];
-	return true;
 }
 
 /*
  * A MIGRATE_PFN_COMPOUND entry at @i in migrate_vma_pages() whose
  * destination is not compound: the driver answered with base pages (or with
  * none for some addresses), so split the THP and let each page go its own
- * way.  A THP none of whose pages has a destination stays whole.  Returns
- * whether the entry was split; if not, it does not move.
+ * way; a hole becomes one hole per address.  One none of whose addresses
+ * has a destination stays whole.  Returns whether the entry was split; if
+ * not, it does not move.
  */
 static bool mvd_compound_to_pages(struct migrate_vma *mig, unsigned long *dst,
 				  unsigned long i)
 {
 	unsigned long j, nr;
+	struct page *page;
 
 	/* Only migrate_vma_setup() collects THPs whole. */
 	if (!mig)
 		return false;
-	if (!(mig->src[i] & MIGRATE_PFN_VALID))
-		return mvd_hole_to_pages(mig, dst, i);
-	nr = folio_nr_pages(page_folio(migrate_pfn_to_page(mig->src[i])));
+	page = migrate_pfn_to_page(mig->src[i]);
+	/* A hole stands for one PMD. */
+	nr = page ? folio_nr_pages(page_folio(page)) :
+		    min(PMD_SIZE >> PAGE_SHIFT, mig->npages - i);
 	for (j = 0; j < nr; j++)
 		if (dst[i + j] & MIGRATE_PFN_VALID)
-			return mvd_split_compound(mig, i);
-	return false;
+			break;
+	if (j == nr)
+		return false;
+	if (page)
+		return mvd_split_compound(mig, i);
+	mvd_hole_to_pages(mig, i, nr);
+	return true;
 }
 
 /*
