@@ -1215,7 +1215,8 @@ static void hmmt_forget_batch(struct hmmt_mirror *mirror,
 }
 
 /*
- * A system THP to take device folio @dfolio back at @addr of @vma, locked,
+ * A system THP to take device folio @dfolio back at @addr of @vma (or
+ * anywhere, for an eviction, which may reclaim for it: @vma NULL), locked,
  * or NULL if none can be had or HMM_DMIRROR_FLAGS asked the owner of
  * @dfolio for this allocation to fail.
  */
@@ -1230,8 +1231,12 @@ static struct folio *hmmt_sys_folio(struct folio *dfolio,
 	mirror = hmmt_page_owner(&dfolio->page, &vpfn);
 	if (test_and_clear_bit(HMMT_FLAG_FAIL_ALLOC, &mirror->flags))
 		return NULL;
-	folio = vma_alloc_folio(GFP_TRANSHUGE_LIGHT | __GFP_NOWARN,
-				HPAGE_PMD_ORDER, vma, addr, true);
+	if (vma)
+		folio = vma_alloc_folio(GFP_TRANSHUGE_LIGHT | __GFP_NOWARN,
+					HPAGE_PMD_ORDER, vma, addr, true);
+	else
+		folio = folio_alloc(GFP_TRANSHUGE | __GFP_NOWARN,
+				    HPAGE_PMD_ORDER);
 	if (folio)
 		folio_lock(folio);
 	return folio;
@@ -1555,9 +1560,11 @@ static bool hmmt_window_busy(struct hmmt_chunk *chunk, unsigned long first,
 }
 
 /*
- * Evict the @n device pages starting at page @first of @chunk.  With
- * @nofail the system memory allocation may not fail; otherwise a page that
- * gets no memory stays on the device and -ENOMEM is returned.
+ * Evict the @n device pages starting at page @first of @chunk.  A device
+ * folio taken whole goes to a system THP, or else to base pages, which
+ * make the core split it.  With @nofail the base page allocations may not
+ * fail; otherwise a page that gets no memory stays on the device and
+ * -ENOMEM is returned.
  */
 static int hmmt_evict_window(struct hmmt_chunk *chunk,
 			     struct hmmt_xfer *xfer, unsigned long first,
@@ -1577,19 +1584,35 @@ static int hmmt_evict_window(struct hmmt_chunk *chunk,
 
 	for (i = 0; i < n; i++) {
 		struct page *dpage = migrate_pfn_to_page(xfer->src[i]);
+		unsigned long j, nr = 1;
+		struct folio *folio;
 		struct page *page;
 
 		if (!dpage || !(xfer->src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
-		page = alloc_page(gfp);
-		if (!page) {
-			ret = -ENOMEM;
-			continue;
+		if (hmmt_whole_folio(xfer->src[i]))
+			nr = folio_nr_pages(page_folio(dpage));
+		if (nr == HPAGE_PMD_NR) {
+			folio = hmmt_sys_folio(page_folio(dpage), NULL, 0);
+			if (folio) {
+				for (j = 0; j < nr; j++)
+					hmmt_copy_out(dpage + j,
+						      folio_page(folio, j));
+				xfer->dst[i] = migrate_pfn(folio_pfn(folio)) |
+					       MIGRATE_PFN_COMPOUND;
+				continue;
+			}
 		}
-		lock_page(page);
-		hmmt_copy_out(dpage, page);
-		xfer->dst[i] = migrate_pfn(page_to_pfn(page)) |
-			       (xfer->src[i] & MIGRATE_PFN_WRITE);
+		for (j = 0; j < nr; j++) {
+			page = alloc_page(gfp);
+			if (!page) {
+				ret = -ENOMEM;
+				continue;
+			}
+			lock_page(page);
+			hmmt_copy_out(dpage + j, page);
+			xfer->dst[i + j] = migrate_pfn(page_to_pfn(page));
+		}
 	}
 
 	migrate_device_pages(xfer->src, xfer->dst, n);

@@ -535,24 +535,23 @@ static void mvd_collect_huge_pmd(struct mvd_walk *w, struct mm_walk *walk,
 	walk->action = ACTION_AGAIN;
 }
 
+#ifdef CONFIG_ARCH_ENABLE_THP_MIGRATION
 /*
  * Lock the device folio mapped by the device-private PMD at @pmdp and
- * replace the PMD with a PMD migration entry; record it as one
- * MIGRATE_PFN_COMPOUND entry.  Called with the PMD lock held, for a range
- * that covers the PMD, which is the folio's only mapping.  Returns false,
- * with nothing changed, if the folio is locked by someone else.
+ * replace the PMD with a PMD migration entry, as try_to_migrate() would;
+ * record it as one MIGRATE_PFN_COMPOUND entry.  Called with the PMD lock
+ * held, for a range that covers the PMD, which is the folio's only mapping.
+ * Returns false, with nothing changed, if the folio is locked by someone
+ * else.
  */
 static bool mvd_take_device_pmd(struct mvd_walk *w, struct vm_area_struct *vma,
 				pmd_t *pmdp, unsigned long addr,
 				unsigned long end, struct folio *folio)
 {
 	bool locked_by_caller = mvd_holds_fault_page(w->mig, folio);
-	pmd_t old = pmdp_get(pmdp);
-	swp_entry_t entry = pmd_to_swp_entry(old);
+	swp_entry_t entry = pmd_to_swp_entry(pmdp_get(pmdp));
 	bool writable = is_writable_device_private_entry(entry);
-	bool exclusive = PageAnonExclusive(&folio->page);
-	unsigned long pfn = folio_pfn(folio);
-	pmd_t new;
+	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, 0);
 
 	/* The PMD lock keeps the folio alive until we hold our own ref. */
 	folio_get(folio);
@@ -561,28 +560,26 @@ static bool mvd_take_device_pmd(struct mvd_walk *w, struct vm_area_struct *vma,
 		return false;
 	}
 
-	/* Not present: no TLB to flush.  Never pinned: sharing cannot fail. */
-	pmdp_huge_get_and_clear(vma->vm_mm, addr, pmdp);
-	if (exclusive)
-		folio_try_share_anon_rmap_pmd(folio, &folio->page);
-	new = swp_entry_to_pmd(mvd_migration_entry(pfn, writable, exclusive));
-	if (pmd_swp_soft_dirty(old))
-		new = pmd_swp_mksoft_dirty(new);
-	if (pmd_swp_uffd_wp(old))
-		new = pmd_swp_mkuffd_wp(new);
-	set_pmd_at(vma->vm_mm, addr, pmdp, new);
+	/* The mapping goes, and its rmap and reference with it. */
+	pvmw.pmd = pmdp;
+	set_pmd_migration_entry(&pvmw, &folio->page);
 
-	/* The mapping is gone: its rmap and reference go with it. */
-	folio_remove_rmap_pmd(folio, &folio->page, vma);
-	folio_put(folio);
-
-	mvd_record(w, addr, migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE |
-			    MIGRATE_PFN_COMPOUND |
+	mvd_record(w, addr, migrate_pfn(folio_pfn(folio)) |
+			    MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND |
 			    (writable ? MIGRATE_PFN_WRITE : 0));
 	mvd_record_range(w, addr + PAGE_SIZE, end, 0);
 	w->compound++;
 	return true;
 }
+#else
+/* There are no device-private PMDs to take. */
+static bool mvd_take_device_pmd(struct mvd_walk *w, struct vm_area_struct *vma,
+				pmd_t *pmdp, unsigned long addr,
+				unsigned long end, struct folio *folio)
+{
+	return false;
+}
+#endif
 
 /*
  * A device-private PMD.  If @w collects its folio (the rules of
@@ -772,11 +769,10 @@ static void mvd_put_back(struct folio *folio, struct folio *target,
 		folio_add_lru(target);
 	remove_migration_ptes(folio, target, 0);
 	/*
-	 * A zap of part of the range meanwhile leaves a large device folio
-	 * mapped in part, which nothing else would queue for a split.
+	 * A zap of part of the range meanwhile leaves a large folio mapped
+	 * in part, which nothing else would queue for a split.
 	 */
-	if (folio_test_large(target) && folio_is_zone_device(target) &&
-	    folio_mapped(target) && !folio_entire_mapcount(target) &&
+	if (folio_test_large(target) && folio_mapped(target) && !folio_entire_mapcount(target) &&
 	    folio_large_mapcount(target) < folio_nr_pages(target))
 		deferred_split_folio(target, true);
 	if (!keep_locked)
@@ -1402,31 +1398,82 @@ static void mvd_hole_to_pages(struct migrate_vma *mig, unsigned long i,
 }
 
 /*
- * A MIGRATE_PFN_COMPOUND entry at @i in migrate_vma_pages() whose
- * destination is not compound: the driver answered with base pages (or with
- * none for some addresses), so split the THP and let each page go its own
- * way; a hole becomes one hole per address.  One none of whose addresses
- * has a destination stays whole.  Returns whether the entry was split; if
- * not, it does not move.
+ * rmap_one of mvd_split_evicted(): split the PMD migration entry, if any,
+ * by which @vma maps @folio.  An anonymous folio has one place in a VMA,
+ * so the first entry found is the only one.
  */
-static bool mvd_compound_to_pages(struct migrate_vma *mig, unsigned long *dst,
-				  unsigned long i)
+static bool mvd_split_migration_pmd(struct folio *folio,
+				    struct vm_area_struct *vma,
+				    unsigned long addr, void *arg)
 {
-	unsigned long j, nr;
-	struct page *page;
+	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, PVMW_MIGRATION);
 
-	/* Only migrate_vma_setup() collects THPs whole. */
-	if (!mig)
+	if (page_vma_mapped_walk(&pvmw)) {
+		if (!pvmw.pte)
+			split_huge_pmd_locked(vma, pvmw.address, pvmw.pmd,
+					      false, NULL);
+		page_vma_mapped_walk_done(&pvmw);
+	}
+	return true;
+}
+
+/*
+ * mvd_split_compound() for the large folio of the MIGRATE_PFN_COMPOUND
+ * entry @i of an eviction: it may be mapped, by migration entries now, in
+ * any number of processes, so the rmap finds its PMD migration entries to
+ * split before the folio is split.  Each of its pages gets an entry of its
+ * own, with a reference on the anon_vma (pinned once by mvd_unmap_folio())
+ * for mvd_finish() to drop.  Returns false, with the entry unchanged, if
+ * the folio cannot be split.
+ */
+static bool mvd_split_evicted(unsigned long *src, unsigned long i)
+{
+	struct folio *folio = page_folio(migrate_pfn_to_page(src[i]));
+	struct anon_vma *anon_vma = folio_anon_vma(folio);
+	unsigned long j, pfn = folio_pfn(folio), nr = folio_nr_pages(folio);
+	struct rmap_walk_control rwc = {
+		.rmap_one = mvd_split_migration_pmd,
+	};
+
+	/* Splitting the PMDs for a split that cannot be is no use. */
+	if (!mvd_folio_evictable(folio))
 		return false;
-	page = migrate_pfn_to_page(mig->src[i]);
+	rmap_walk(folio, &rwc);
+	if (folio_split_unmapped(folio, 0))
+		return false;
+	src[i] &= ~MIGRATE_PFN_COMPOUND;
+	for (j = 1; j < nr; j++) {
+		get_anon_vma(anon_vma);
+		src[i + j] = migrate_pfn(pfn + j) | MIGRATE_PFN_MIGRATE;
+	}
+	return true;
+}
+
+/*
+ * A MIGRATE_PFN_COMPOUND entry at @i of @src (@npages entries) whose
+ * destination is not compound: the driver answered with base pages (or with
+ * none for some addresses), so split the folio and let each page go its
+ * own way; a hole becomes one hole per address.  One none of whose
+ * addresses has a destination stays whole.  @mig is NULL for an eviction.
+ * Returns whether the entry was split; if not, it does not move.
+ */
+static bool mvd_compound_to_pages(unsigned long *src, unsigned long *dst,
+				  unsigned long npages, unsigned long i,
+				  struct migrate_vma *mig)
+{
+	struct page *page = migrate_pfn_to_page(src[i]);
+	unsigned long j, nr;
+
 	/* A hole stands for one PMD. */
 	nr = page ? folio_nr_pages(page_folio(page)) :
-		    min(PMD_SIZE >> PAGE_SHIFT, mig->npages - i);
+		    min(PMD_SIZE >> PAGE_SHIFT, npages - i);
 	for (j = 0; j < nr; j++)
 		if (dst[i + j] & MIGRATE_PFN_VALID)
 			break;
 	if (j == nr)
 		return false;
+	if (!mig)
+		return mvd_split_evicted(src, i);
 	if (page)
 		return mvd_split_compound(mig, i);
 	mvd_hole_to_pages(mig, i, nr);
@@ -1454,7 +1501,7 @@ static void mvd_move_pages(unsigned long *src, unsigned long *dst,
 		/* A compound destination takes the THP whole, below. */
 		if ((src[i] & MIGRATE_PFN_COMPOUND) &&
 		    !(dst[i] & MIGRATE_PFN_COMPOUND) &&
-		    !mvd_compound_to_pages(mig, dst, i)) {
+		    !mvd_compound_to_pages(src, dst, npages, i, mig)) {
 			src[i] &= ~MIGRATE_PFN_MIGRATE;
 			continue;
 		}
@@ -1634,8 +1681,10 @@ static struct folio *mvd_get_device_page_folio(struct page *page)
  * Take a reference on the device folio of @page and lock it, for an
  * eviction.  NULL if the page is free, neither device-private nor
  * device-coherent, a migration destination that stays locked for too
- * long, or part of a large folio that cannot be split for as long.  The
- * folio returned holds @page alone: a large one is split first.
+ * long, or part of a large folio that cannot be split for as long.  A
+ * large folio is returned whole if @page is its first page and the range
+ * has room for all of it (@room pages from @page on); any other is split
+ * first, and the folio returned holds @page alone.
  *
  * A folio locked by someone else is waited for rather than skipped: a
  * driver emptying its memory must not leave a page behind.  The wait is
@@ -1656,7 +1705,8 @@ static struct folio *mvd_get_device_page_folio(struct page *page)
  * caller holds while evicting.  That one is polled for a bounded time
  * instead of slept on.
  */
-static struct folio *mvd_lock_device_folio(struct page *page)
+static struct folio *mvd_lock_device_folio(struct page *page,
+					   unsigned long room)
 {
 	unsigned int polls = 0;
 	struct folio *folio;
@@ -1677,10 +1727,13 @@ static struct folio *mvd_lock_device_folio(struct page *page)
 		}
 		if (folio_trylock(folio)) {
 			/*
-			 * A large folio is split, so that its pages move one
-			 * by one: @page's folio stays locked and referenced.
+			 * A split leaves @page's folio locked and referenced,
+			 * so that its pages move one by one.
 			 */
-			if (!folio_test_large(folio) || !split_huge_page(page))
+			if (!folio_test_large(folio) ||
+			    (&folio->page == page &&
+			     folio_nr_pages(folio) <= room) ||
+			    !split_huge_page(page))
 				return page_folio(page);
 			folio_unlock(folio);
 			folio_put(folio);
@@ -1716,7 +1769,11 @@ poll:
  * never set) for a page taken, 0 for a free page, one mapped by no process
  * (on its way to being freed by whoever still holds it) or one that cannot
  * move because someone keeps a reference to it; the driver retries those
- * later.  The anon_vma of each page taken is pinned until
+ * later.  A large folio that the range holds whole, from its first page on,
+ * is taken whole, as in Linux 6.19: its first entry also has
+ * MIGRATE_PFN_COMPOUND and the entries of its other pages are 0.  One that
+ * the range holds only in part is split, and its pages in the range are
+ * taken one by one.  The anon_vma of each page taken is pinned until
  * migrate_device_finalize(), since no mmap lock keeps it alive.
  *
  * The driver then fills a dst array the same way as for migrate_vma_pages()
@@ -1732,14 +1789,26 @@ poll:
 int migrate_device_range(unsigned long *src_pfns, unsigned long start,
 			 unsigned long npages)
 {
-	unsigned long i;
+	unsigned long i, nr;
 
-	for (i = 0; i < npages; i++) {
+	for (i = 0; i < npages; i += nr) {
 		unsigned long pfn = start + i;
+		struct folio *folio = NULL;
 
+		nr = 1;
 		src_pfns[i] = 0;
-		if (pfn_valid(pfn) && mvd_lock_device_folio(pfn_to_page(pfn)))
-			src_pfns[i] = migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE;
+		if (pfn_valid(pfn))
+			folio = mvd_lock_device_folio(pfn_to_page(pfn),
+						      npages - i);
+		if (!folio)
+			continue;
+		src_pfns[i] = migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE;
+		if (folio_test_large(folio)) {
+			nr = folio_nr_pages(folio);
+			src_pfns[i] |= MIGRATE_PFN_COMPOUND;
+			memset(&src_pfns[i + 1], 0,
+			       (nr - 1) * sizeof(*src_pfns));
+		}
 	}
 
 	mvd_unmap_pages(src_pfns, npages, NULL, true);
@@ -1756,7 +1825,11 @@ EXPORT_SYMBOL(migrate_device_range);
  *
  * Like migrate_vma_pages(): moves the metadata of each source page still
  * marked MIGRATE_PFN_MIGRATE to its destination page and clears
- * MIGRATE_PFN_MIGRATE where that fails or no destination was given.
+ * MIGRATE_PFN_MIGRATE where that fails or no destination was given.  A
+ * folio taken whole moves whole to a MIGRATE_PFN_COMPOUND destination of
+ * its order, and is mapped back by PMDs where it was; given base pages for
+ * any of its pages, it is split, in every process that maps it, and
+ * @src_pfns gets an entry for each of its pages.
  *
  * Context: Process context.
  */

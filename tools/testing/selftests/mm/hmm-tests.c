@@ -341,6 +341,26 @@ static unsigned long count_pagemap(void *addr, unsigned long npages,
 	return n;
 }
 
+#define KPF_THP			22	/* /proc/kpageflags bit, root only */
+
+/* 1 if the page mapped at @addr is part of a THP, 0 if not, -1 unknown. */
+static int in_thp(void *addr)
+{
+	uint64_t pfn = pagemap_of(addr) & PM_PFN_MASK, flags;
+	int fd, ret = -1;
+
+	if (!pfn)
+		return -1;
+	fd = open("/proc/kpageflags", O_RDONLY);
+	if (fd < 0)
+		return -1;
+	if (pread(fd, &flags, sizeof(flags), pfn * sizeof(flags)) ==
+	    sizeof(flags))
+		ret = !!(flags & (1ULL << KPF_THP));
+	close(fd);
+	return ret;
+}
+
 /* Physical ranges test_hmm claims as "hmm_dmirror" in /proc/iomem. */
 struct device_ranges {
 	unsigned int		n;
@@ -2145,6 +2165,7 @@ TEST_F(hmm_thp, fork_child_exits_on_device)
 	ASSERT_TRUE(thp_intact(self->buf));
 }
 
+/* An eviction takes the device folio whole, back into a THP. */
 TEST_F(hmm_thp, release_evicts)
 {
 	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
@@ -2152,7 +2173,179 @@ TEST_F(hmm_thp, release_evicts)
 			  NULL), 0);
 	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
 	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
 	ASSERT_TRUE(thp_intact(self->buf));
+}
+
+/* No THP for an eviction to go to: the core splits the device folio. */
+TEST_F(hmm_thp, release_fail_alloc_splits)
+{
+	char *second;
+
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
+			  HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL), 0);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, self->buf, NULL, 1,
+			  NULL), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), 0);
+	ASSERT_TRUE(thp_intact(self->buf));
+
+	/* The flag was used up: the next eviction moves a THP whole. */
+	second = thp_filled();
+	ASSERT_NE(second, MAP_FAILED);
+	ASSERT_EQ(thp_to_device(self->fd, second), 0);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, second, NULL, 1,
+			  NULL), 0);
+	ASSERT_EQ(smaps_kb(second, "AnonHugePages:"), (long)(SZ_2M >> 10));
+	ASSERT_TRUE(thp_intact(second));
+	ASSERT_EQ(munmap(second, SZ_2M), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+}
+
+/*
+ * Evict the device THP at @buf while a child forked after its migration
+ * maps it too, with FAIL_ALLOC set if @fail_alloc.  The child looks at its
+ * copy once the eviction is over.  Returns the child's status (0 if its
+ * copy is intact and has @thp_kb of AnonHugePages) or a negative errno.
+ */
+static int thp_release_shared(int fd, char *buf, bool fail_alloc,
+			      long thp_kb)
+{
+	int go[2], ret;
+	pid_t pid;
+	char c;
+
+	if (pipe(go))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (!pid) {
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		_exit(thp_intact(buf) &&
+		      smaps_kb(buf, "AnonHugePages:") == thp_kb ? 0 : 1);
+	}
+	close(go[0]);
+	ret = fail_alloc ? dmirror(fd, HMM_DMIRROR_FLAGS, buf, NULL,
+				   HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL) : 0;
+	if (!ret)
+		ret = dmirror(fd, HMM_DMIRROR_RELEASE, buf, NULL, 1, NULL);
+	if (write(go[1], "g", 1) != 1 && !ret)
+		ret = -EPIPE;
+	close(go[1]);
+	if (reap(pid) && !ret)
+		ret = -ECHILD;
+	return ret;
+}
+
+/* Both processes that map the device folio get the THP it goes to. */
+TEST_F(hmm_thp, release_shared_whole)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(thp_release_shared(self->fd, self->buf, false,
+				     SZ_2M >> 10), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+	ASSERT_TRUE(thp_intact(self->buf));
+}
+
+/* The split for base pages reaches the PMDs of both processes. */
+TEST_F(hmm_thp, release_shared_fail_alloc)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(thp_release_shared(self->fd, self->buf, true, 0), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), 0);
+	ASSERT_TRUE(thp_intact(self->buf));
+}
+
+/*
+ * A device folio mapped by PTEs (its PMD split by mprotect() of half of
+ * it) is evicted whole or, for a second THP under FAIL_ALLOC, page by
+ * page; data and both protections survive either way.
+ */
+TEST_F(hmm_thp, release_pte_mapped)
+{
+	char *second = thp_filled(), *buf;
+	int round;
+
+	ASSERT_NE(second, MAP_FAILED);
+	ASSERT_EQ(madvise(second, SZ_2M, MADV_NOHUGEPAGE), 0);
+	for (round = 0; round < 2; round++) {
+		buf = round ? second : self->buf;
+		ASSERT_EQ(thp_to_device(self->fd, buf), 0);
+		ASSERT_EQ(mprotect(buf, SZ_2M / 2, PROT_READ), 0);
+		ASSERT_EQ(dev_snapshot(self->fd, buf, self->prot, self->n), 0);
+		ASSERT_EQ(count_other(self->prot, self->n / 2,
+				      HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+				      HMM_DMIRROR_PROT_READ), 0);
+		ASSERT_EQ(count_other(self->prot + self->n / 2, self->n / 2,
+				      PROT_DEV_PTE), 0);
+		if (round)
+			ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_FLAGS, buf,
+					  NULL, HMM_DMIRROR_FLAG_FAIL_ALLOC,
+					  NULL), 0);
+		ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, buf, NULL, 1,
+				  NULL), 0);
+		ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+		ASSERT_EQ(count_in_system(buf, self->n), self->n);
+		ASSERT_TRUE(thp_intact(buf));
+		/* A THP mapped by PTEs, or base pages. */
+		ASSERT_EQ(in_thp(buf), !round);
+		ASSERT_EQ(in_thp(buf + SZ_2M - self->ps), !round);
+		ASSERT_EQ(mprotect(buf, SZ_2M, PROT_READ | PROT_WRITE), 0);
+		touch_write(buf);
+	}
+	ASSERT_EQ(munmap(second, SZ_2M), 0);
+}
+
+/*
+ * A process with a THP on the device exits while an eviction holds the
+ * folio collected (evict_delay_ms): the eviction completes and the device
+ * ends up empty.
+ */
+TEST_F_TIMEOUT(hmm_thp, release_while_owner_exits, RACE_TIMEOUT)
+{
+	struct releaser rel = { .fd = self->fd, .addr = self->buf };
+	int ready[2], go[2];
+	pthread_t tid;
+	pid_t pid;
+	char c;
+
+	ASSERT_EQ(pipe(ready), 0);
+	ASSERT_EQ(pipe(go), 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		int fd = open_unit(UNIT_PRIVATE_A);
+		char *buf = thp_filled();
+
+		if (fd < 0 || buf == MAP_FAILED || thp_to_device(fd, buf))
+			_exit(2);
+		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(3);
+		_exit(0);
+	}
+	ASSERT_EQ(read(ready[0], &c, 1), 1);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base + (long)self->n);
+	ASSERT_EQ(set_unit_setting(UNIT_PRIVATE_A, "evict_delay_ms", 1500), 0);
+	ASSERT_EQ(pthread_create(&tid, NULL, release_once, &rel), 0);
+	/* Well inside the pause: the folio is collected by now. */
+	usleep(500000);
+	ASSERT_EQ(write(go[1], "g", 1), 1);
+	ASSERT_EQ(reap(pid), 0);
+	ASSERT_EQ(pthread_join(tid, NULL), 0);
+	ASSERT_EQ(set_unit_setting(UNIT_PRIVATE_A, "evict_delay_ms", 0), 0);
+	ASSERT_EQ(rel.error, 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
 }
 
 /* One reader of a slice of a device THP, racing the others. */
