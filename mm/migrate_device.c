@@ -907,8 +907,13 @@ static bool mvd_unmap_folio(struct folio *folio, bool is_fault_page,
 		folio_put(folio);
 	}
 
+	/*
+	 * An eviction is not retried: TTU_SYNC makes the walk take each page
+	 * table lock, so that a racing zap has dropped its mapcount by the
+	 * time the folio is checked.
+	 */
 	if (folio_mapped(folio))
-		try_to_migrate(folio, 0);
+		try_to_migrate(folio, evict ? TTU_SYNC : 0);
 
 	if (evict ? mvd_folio_evictable(folio) :
 		    mvd_folio_movable(folio, is_fault_page))
