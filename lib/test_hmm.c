@@ -1243,6 +1243,21 @@ static struct folio *hmmt_sys_folio(struct folio *dfolio,
 }
 
 /*
+ * The destination entry of the device folio whose first page is @dpage:
+ * its data copied out into @folio, a system folio of its size, which the
+ * mirror's pages of it are forgotten for.
+ */
+static unsigned long hmmt_copy_out_folio(struct page *dpage,
+					 struct folio *folio)
+{
+	unsigned long j;
+
+	for (j = 0; j < folio_nr_pages(folio); j++)
+		hmmt_copy_out(dpage + j, folio_page(folio, j));
+	return migrate_pfn(folio_pfn(folio)) | MIGRATE_PFN_COMPOUND;
+}
+
+/*
  * Give entry @i of @mig, whose device page is @dpage, a locked system page
  * holding the same data as its destination, writable if @write.  Returns
  * false if no system page can be had.  The caller makes the mirror forget
@@ -1279,10 +1294,7 @@ static int hmmt_to_sys_folio(struct migrate_vma *mig)
 
 	folio = hmmt_sys_folio(page_folio(dpage), mig->vma, mig->start);
 	if (folio) {
-		for (j = 0; j < HPAGE_PMD_NR; j++)
-			hmmt_copy_out(dpage + j, folio_page(folio, j));
-		mig->dst[0] = migrate_pfn(folio_pfn(folio)) |
-			      MIGRATE_PFN_COMPOUND | write;
+		mig->dst[0] = hmmt_copy_out_folio(dpage, folio) | write;
 		return 0;
 	}
 
@@ -1595,11 +1607,8 @@ static int hmmt_evict_window(struct hmmt_chunk *chunk,
 		if (nr == HPAGE_PMD_NR) {
 			folio = hmmt_sys_folio(page_folio(dpage), NULL, 0);
 			if (folio) {
-				for (j = 0; j < nr; j++)
-					hmmt_copy_out(dpage + j,
-						      folio_page(folio, j));
-				xfer->dst[i] = migrate_pfn(folio_pfn(folio)) |
-					       MIGRATE_PFN_COMPOUND;
+				xfer->dst[i] = hmmt_copy_out_folio(dpage,
+								   folio);
 				continue;
 			}
 		}

@@ -772,7 +772,8 @@ static void mvd_put_back(struct folio *folio, struct folio *target,
 	 * A zap of part of the range meanwhile leaves a large folio mapped
 	 * in part, which nothing else would queue for a split.
 	 */
-	if (folio_test_large(target) && folio_mapped(target) && !folio_entire_mapcount(target) &&
+	if (folio_test_large(target) && folio_mapped(target) &&
+	    !folio_entire_mapcount(target) &&
 	    folio_large_mapcount(target) < folio_nr_pages(target))
 		deferred_split_folio(target, true);
 	if (!keep_locked)
