@@ -568,22 +568,30 @@ static struct page *hmmt_backing(struct page *dpage)
 }
 
 /*
- * The owner of a handed-out device page, see struct hmmt_owner: returns
- * the mirror and sets @vpfn.
+ * The owner of a handed-out device page, see struct hmmt_owner, from the
+ * page's data entry @data: returns the mirror and sets @vpfn.  @private:
+ * the page is device-private.
  */
-static struct hmmt_mirror *hmmt_page_owner(struct page *dpage,
+static struct hmmt_mirror *hmmt_data_owner(void *data, bool private,
 					   unsigned long *vpfn)
 {
-	void *data = *hmmt_data(dpage);
 	struct hmmt_owner *owner = data;
 	struct page *backing = data;
 
-	if (is_device_private_page(dpage)) {
+	if (private) {
 		*vpfn = backing->index;
 		return (struct hmmt_mirror *)page_private(backing);
 	}
 	*vpfn = owner->vpfn;
 	return owner->mirror;
+}
+
+/* The same for device page @dpage. */
+static struct hmmt_mirror *hmmt_page_owner(struct page *dpage,
+					   unsigned long *vpfn)
+{
+	return hmmt_data_owner(*hmmt_data(dpage), is_device_private_page(dpage),
+			       vpfn);
 }
 
 /*
@@ -595,10 +603,14 @@ static void hmmt_forget(struct page *dpage)
 {
 	unsigned long vpfn;
 	struct hmmt_mirror *mirror = hmmt_page_owner(dpage, &vpfn);
+	XA_STATE(xas, &mirror->ptab, vpfn);
 
+	/* One walk down the tree both looks and erases. */
 	mutex_lock(&mirror->lock);
-	if (hmmt_entry_dpage(xa_load(&mirror->ptab, vpfn)) == dpage)
-		xa_erase(&mirror->ptab, vpfn);
+	xas_lock(&xas);
+	if (hmmt_entry_dpage(xas_load(&xas)) == dpage)
+		xas_store(&xas, NULL);
+	xas_unlock(&xas);
 	mutex_unlock(&mirror->lock);
 }
 
@@ -679,9 +691,14 @@ static void hmmt_pool_give(struct page *page, unsigned long nr)
 {
 	struct hmmt_chunk *chunk = hmmt_page_chunk(page);
 	struct hmmt_device *hdev = chunk->hdev;
+	unsigned long bit = page_to_pfn(page) - chunk->first_pfn;
 
 	spin_lock(&hdev->pool_lock);
-	bitmap_clear(chunk->in_use, page_to_pfn(page) - chunk->first_pfn, nr);
+	/* A base page spares the out-of-line bitmap_clear() of a variable span. */
+	if (nr == 1)
+		__clear_bit(bit, chunk->in_use);
+	else
+		bitmap_clear(chunk->in_use, bit, nr);
 	chunk->nr_used -= nr;
 	hdev->pages_used -= nr;
 	spin_unlock(&hdev->pool_lock);
@@ -849,13 +866,14 @@ static bool hmmt_data_init(struct hmmt_mirror *mirror, struct page *dpage,
 static void hmmt_data_free(struct page *dpage)
 {
 	void **slot = hmmt_data(dpage);
+	bool private = is_device_private_page(dpage);
 	struct hmmt_mirror *mirror;
 	unsigned long vpfn;
 
 	if (!*slot)
 		return;
-	mirror = hmmt_page_owner(dpage, &vpfn);
-	if (is_device_private_page(dpage)) {
+	mirror = hmmt_data_owner(*slot, private, &vpfn);
+	if (private) {
 		set_page_private(*slot, 0);
 		__free_page(*slot);
 	} else {
@@ -1516,6 +1534,7 @@ out:
 static vm_fault_t hmmt_migrate_to_ram(struct vm_fault *vmf)
 {
 	unsigned long addr = ALIGN_DOWN(vmf->address, PAGE_SIZE);
+	struct hmmt_device *hdev = hmmt_page_device(vmf->page);
 	unsigned long src = 0, dst = 0;
 	struct migrate_vma mig = {
 		.vma		= vmf->vma,
@@ -1523,14 +1542,14 @@ static vm_fault_t hmmt_migrate_to_ram(struct vm_fault *vmf)
 		.end		= addr + PAGE_SIZE,
 		.src		= &src,
 		.dst		= &dst,
-		.pgmap_owner	= hmmt_page_device(vmf->page),
+		.pgmap_owner	= hdev,
 		.flags		= MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
 		.fault_page	= vmf->page,
 	};
 	struct page *dpage;
 	vm_fault_t ret = 0;
 
-	atomic64_inc(&hmmt_page_device(vmf->page)->cpu_faults);
+	atomic64_inc(&hdev->cpu_faults);
 	if (folio_test_large(page_folio(vmf->page)) &&
 	    hmmt_fault_folio(vmf, &ret))
 		return ret;
