@@ -6,7 +6,7 @@ H := harness
 VARIANT ?= default
 THP ?= always
 
-.PHONY: all test bench stress fuzz deps base strip assemble export series apply bisect-build build run guest host-check clean help
+.PHONY: all test bench profile stress fuzz deps base strip assemble export series apply bisect-build build run guest host-check clean help
 
 all:
 	@$(H)/pipeline.sh main
@@ -19,6 +19,11 @@ test:
 # (BENCH_ICOUNT_ROUNDS, BENCH_ICOUNT_ARGS, BENCH_ARGS: harness/bench.sh)
 bench:
 	@$(H)/bench.sh
+
+# Where the bench's instructions go, per function, ours against reference
+# (a QEMU TCG plugin; harness/profile.sh): PROFILE_ARGS='--only to-sys ...'
+profile:
+	@$(H)/profile.sh
 
 # The long forms of the stress and fuzz tests (make test runs short ones), in
 # VARIANT=debug unless given: STRESS_SECONDS=600, FUZZ_CALLS=1000000 ...

@@ -37,14 +37,7 @@ for a in "$bench_args" "$icount_args"; do
 done
 t0=$(date +%s)
 
-"$HARNESS/deps.sh"
-"$HARNESS/fetch-base.sh"
-"$HARNESS/strip.sh"
-"$HARNESS/assemble.sh"
-for v in default reference; do
-	"$HARNESS/build.sh" "$v"
-	"$HARNESS/bench-build.sh" "$v"
-done
+bench_kernels
 
 raw=$BUILD/bench/raw
 rm -rf "$raw"

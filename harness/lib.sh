@@ -46,6 +46,22 @@ with_build_lock() {
 	flock "${HMMCI_BUILD_LOCK:-/tmp/hmm-kbuild.lock}" "$@"
 }
 
+# bench_kernels: the dependencies, the base, the assembled tree, and the
+# default and reference kernels with their benchmark programs (make bench,
+# make profile).
+bench_kernels() {
+	local v
+
+	"$HARNESS/deps.sh"
+	"$HARNESS/fetch-base.sh"
+	"$HARNESS/strip.sh"
+	"$HARNESS/assemble.sh"
+	for v in default reference; do
+		"$HARNESS/build.sh" "$v"
+		"$HARNESS/bench-build.sh" "$v"
+	done
+}
+
 # pin KEY: a value from base.pin
 pin() {
 	sed -n "s/^$1=//p" "$HARNESS/base.pin"

@@ -69,6 +69,16 @@ class PerFunction(unittest.TestCase):
         self.assertEqual(lines[2].split(), ["+5000", "5000", "0", "hot_helper"])
         self.assertEqual(lines[3].split(), ["+0", "140", "140", "walk_range"])
 
+    def test_no_window_counts_the_whole_run(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = kernel_dir(tmp, "ours", [(0xffffffff81000100, 5, 10, 0)])
+            ref = kernel_dir(tmp, "ref", [(0xffffffff81000100, 5, 8, 0)])
+            out = subprocess.run([sys.executable, str(TBREPORT), str(ours), str(ref)],
+                                 capture_output=True, text=True, check=True).stdout
+        lines = out.splitlines()
+        self.assertIn("counting the whole run", lines[0])
+        self.assertIn("ours 50  reference 40", lines[1])
+
 
 if __name__ == "__main__":
     unittest.main()
