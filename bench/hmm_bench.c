@@ -186,7 +186,7 @@ static struct page *pool_alloc_folio(void)
 /* dev_pagemap_ops.folio_free: the last reference to a pool folio is gone */
 static void bench_folio_free(struct folio *folio)
 {
-	/* A base page costs what bench_page_free() costs it, the reference's */
+	/* a base page is freed as the reference's page_free frees it */
 	if (!folio_test_large(folio))
 		bench_page_free(&folio->page);
 	else

@@ -22,10 +22,10 @@ set -euo pipefail
 args=${PROFILE_ARGS:---only fault-read --mem 4k --sizes 32M --reps-bytes 512M}
 top=${PROFILE_TOP:-40}
 dest=$BUILD/profile
-qemu=$(command -v qemu-system-x86_64 || true)
 
 bench_kernels
-[[ -n $qemu ]] || qemu=$(command -v qemu-system-x86_64)
+# the real QEMU, which deps.sh installs; the wrapper below comes first in PATH
+qemu=$(command -v qemu-system-x86_64)
 
 stage "build the tbcount plugin"
 rm -rf "$dest"
