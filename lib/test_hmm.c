@@ -176,6 +176,8 @@ struct hmmt_device {
 	atomic64_t		cpu_faults;
 	/* sysfs evict_delay_ms: a pause in the middle of each eviction */
 	unsigned int		evict_delay_ms;
+	/* sysfs evict_window: device pages per migrate_device_range() call */
+	unsigned int		evict_window;
 };
 
 /*
@@ -1651,11 +1653,12 @@ static int hmmt_evict_window(struct hmmt_chunk *chunk,
 static int hmmt_evict_chunk(struct hmmt_chunk *chunk, struct hmmt_xfer *xfer,
 			    bool nofail)
 {
+	unsigned long window = READ_ONCE(chunk->hdev->evict_window);
 	unsigned long first, n;
 	int ret = 0;
 
 	for (first = 0; first < chunk->npages; first += n) {
-		n = min_t(unsigned long, HMMT_BATCH, chunk->npages - first);
+		n = min(window, chunk->npages - first);
 		if (!hmmt_window_busy(chunk, first, n))
 			continue;
 		if (hmmt_evict_window(chunk, xfer, first, n, nofail))
@@ -2665,11 +2668,44 @@ static ssize_t evict_delay_ms_store(struct device *dev,
 }
 static DEVICE_ATTR_RW(evict_delay_ms);
 
+/*
+ * How many device pages an eviction hands migrate_device_range() at a time,
+ * from 1 to 512 (the default).  A window that is not a multiple of 512
+ * pages cuts through device THPs: the tests use it to have the core split
+ * a folio of which the range holds only a part.
+ */
+static ssize_t evict_window_show(struct device *dev,
+				 struct device_attribute *attr, char *buf)
+{
+	struct hmmt_device *hdev = container_of(dev, struct hmmt_device, dev);
+
+	return sysfs_emit(buf, "%u\n", READ_ONCE(hdev->evict_window));
+}
+
+static ssize_t evict_window_store(struct device *dev,
+				  struct device_attribute *attr,
+				  const char *buf, size_t count)
+{
+	struct hmmt_device *hdev = container_of(dev, struct hmmt_device, dev);
+	unsigned int pages;
+	int ret;
+
+	ret = kstrtouint(buf, 0, &pages);
+	if (ret)
+		return ret;
+	if (!pages || pages > HMMT_BATCH)
+		return -EINVAL;
+	WRITE_ONCE(hdev->evict_window, pages);
+	return count;
+}
+static DEVICE_ATTR_RW(evict_window);
+
 static struct attribute *hmmt_attrs[] = {
 	&dev_attr_pages_used.attr,
 	&dev_attr_chunks.attr,
 	&dev_attr_cpu_faults.attr,
 	&dev_attr_evict_delay_ms.attr,
+	&dev_attr_evict_window.attr,
 	NULL,
 };
 ATTRIBUTE_GROUPS(hmmt);
@@ -2701,6 +2737,7 @@ static struct hmmt_device *hmmt_device_create(unsigned int minor,
 	hdev->mem_type = spm_addr ? HMM_DMIRROR_MEMORY_DEVICE_COHERENT :
 				    HMM_DMIRROR_MEMORY_DEVICE_PRIVATE;
 	hdev->spm_addr = spm_addr;
+	hdev->evict_window = HMMT_BATCH;
 	mutex_init(&hdev->grow_lock);
 	spin_lock_init(&hdev->pool_lock);
 

@@ -1864,6 +1864,9 @@ TEST_F(hmm, thp_region)
  * splits into device-private PTEs.
  */
 
+/* test_hmm's default evict_window: one PMD's worth of pages. */
+#define HMMT_EVICT_WINDOW	512
+
 #define PROT_DEV_PMD	(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | \
 			 HMM_DMIRROR_PROT_WRITE | HMM_DMIRROR_PROT_PMD)
 #define PROT_DEV_PTE	(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | \
@@ -1877,6 +1880,7 @@ FIXTURE(hmm_thp)
 	long		base;		/* device pages in use before */
 	char		*buf;		/* one THP: two halves, seeds 81, 82 */
 	unsigned char	*prot;		/* a snapshot of n pages */
+	bool		window_set;	/* evict_window changed by the test */
 };
 
 /*
@@ -1930,6 +1934,9 @@ FIXTURE_SETUP(hmm_thp)
 
 FIXTURE_TEARDOWN(hmm_thp)
 {
+	if (self->window_set)
+		EXPECT_EQ(set_unit_setting(UNIT_PRIVATE_A, "evict_window",
+					   HMMT_EVICT_WINDOW), 0);
 	if (self->buf != MAP_FAILED)
 		munmap(self->buf, SZ_2M);
 	free(self->prot);
@@ -2301,6 +2308,192 @@ TEST_F(hmm_thp, release_pte_mapped)
 		touch_write(buf);
 	}
 	ASSERT_EQ(munmap(second, SZ_2M), 0);
+}
+
+/*
+ * Set test_hmm's evict_window and note it in *@set: the fixture's teardown
+ * sets it back.
+ */
+static int thp_set_window(bool *set, long pages)
+{
+	*set = true;
+	return set_unit_setting(UNIT_PRIVATE_A, "evict_window", pages);
+}
+
+/*
+ * Evictions that hand migrate_device_range() 100 pages at a time cut
+ * through the device folio, which the core must then split while a
+ * device-private PMD maps it: the pages come back one by one.
+ */
+TEST_F(hmm_thp, release_window_splits)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(thp_set_window(&self->window_set, 100), 0);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, self->buf, NULL, 1,
+			  NULL), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), 0);
+	ASSERT_TRUE(thp_intact(self->buf));
+	/* The split left no page read-only: every one takes a write. */
+	fill(self->buf, SZ_2M, 84);
+	ASSERT_LT(verify(self->buf, SZ_2M, 84), 0);
+}
+
+/* The same split reaches the PMD of a child that shares the folio. */
+TEST_F(hmm_thp, release_window_splits_shared)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(thp_set_window(&self->window_set, 100), 0);
+	ASSERT_EQ(thp_release_shared(self->fd, self->buf, false, 0), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), 0);
+	ASSERT_TRUE(thp_intact(self->buf));
+}
+
+/* Windows of one page: the folio is split at its first page already. */
+TEST_F(hmm_thp, release_window_one_page)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(thp_set_window(&self->window_set, 1), 0);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, self->buf, NULL, 1,
+			  NULL), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
+	ASSERT_TRUE(thp_intact(self->buf));
+}
+
+/* evict_window takes 1 to 512 pages and nothing else. */
+TEST_F(hmm_thp, evict_window_bounds)
+{
+	self->window_set = true;
+	ASSERT_EQ(set_unit_setting(UNIT_PRIVATE_A, "evict_window", 0), -1);
+	ASSERT_EQ(set_unit_setting(UNIT_PRIVATE_A, "evict_window",
+				   HMMT_EVICT_WINDOW + 1), -1);
+	ASSERT_EQ(set_unit_setting(UNIT_PRIVATE_A, "evict_window", -1), -1);
+	ASSERT_EQ(unit_counter(UNIT_PRIVATE_A, "evict_window"),
+		  HMMT_EVICT_WINDOW);
+	ASSERT_EQ(set_unit_setting(UNIT_PRIVATE_A, "evict_window", 1), 0);
+	ASSERT_EQ(unit_counter(UNIT_PRIVATE_A, "evict_window"), 1);
+}
+
+/* What a process does to the device folio it shares with another. */
+enum thp_mixed_action {
+	MIXED_PARENT_READS,	/* CPU fault through the PMD */
+	MIXED_CHILD_READS,	/* CPU fault through a PTE */
+	MIXED_RELEASE,		/* eviction, into a THP */
+	MIXED_RELEASE_SPLIT,	/* eviction under FAIL_ALLOC */
+};
+
+/*
+ * Fork with the THP at @buf on the device; the child mprotect()s the first
+ * half of its copy, which splits its device-private PMD into PTEs, while
+ * the parent keeps its PMD (checked by a snapshot).  Then @action, and the
+ * child checks its copy.  Returns the child's status or a negative errno.
+ */
+static int thp_mixed_mappings(int fd, char *buf, unsigned char *prot,
+			      enum thp_mixed_action action)
+{
+	unsigned long n = SZ_2M / psize();
+	int ready[2], go[2], ret = 0, status;
+	pid_t pid;
+	char c;
+
+	if (pipe(ready) || pipe(go))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (!pid) {
+		close(ready[0]);
+		close(go[1]);
+		if (mprotect(buf, SZ_2M / 2, PROT_READ) ||
+		    write(ready[1], "r", 1) != 1)
+			_exit(2);
+		if (action == MIXED_CHILD_READS && !thp_intact(buf))
+			_exit(3);
+		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(2);
+		_exit(thp_intact(buf) && count_in_system(buf, n) == n ? 0 : 1);
+	}
+	close(ready[1]);
+	close(go[0]);
+	if (read(ready[0], &c, 1) != 1)
+		ret = -EPIPE;
+	/* The parent still maps the folio by its PMD, read-only since fork. */
+	if (!ret && action != MIXED_CHILD_READS &&
+	    (dev_snapshot(fd, buf, prot, n) ||
+	     count_other(prot, n, HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+			 HMM_DMIRROR_PROT_READ | HMM_DMIRROR_PROT_PMD)))
+		ret = -EPROTO;
+	if (!ret && action == MIXED_RELEASE_SPLIT)
+		ret = dmirror(fd, HMM_DMIRROR_FLAGS, buf, NULL,
+			      HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL);
+	if (!ret && (action == MIXED_RELEASE || action == MIXED_RELEASE_SPLIT))
+		ret = dmirror(fd, HMM_DMIRROR_RELEASE, buf, NULL, 1, NULL);
+	if (!ret && action == MIXED_PARENT_READS && !thp_intact(buf))
+		ret = -EIO;
+	/* Wait for the child's own reads (MIXED_CHILD_READS), then go. */
+	if (read(ready[0], &c, 1) != 1 && !ret)
+		ret = -EPIPE;
+	if (write(go[1], "g", 1) != 1 && !ret)
+		ret = -EPIPE;
+	close(ready[0]);
+	close(go[1]);
+	status = reap(pid);
+	return ret ? ret : status;
+}
+
+/*
+ * A device folio mapped by a PMD in one process and by PTEs in another: a
+ * CPU fault through the PMD cannot take the folio whole (another page
+ * table maps it), so the PMD and the folio are split and test_hmm brings
+ * every page back; the other process's PTEs follow them.
+ */
+TEST_F(hmm_thp, mixed_mappings_parent_reads)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(thp_mixed_mappings(self->fd, self->buf, self->prot,
+				     MIXED_PARENT_READS), 0);
+	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
+	ASSERT_EQ(in_thp(self->buf), 0);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+}
+
+/* A CPU fault through one of the PTEs: both copies come back intact. */
+TEST_F(hmm_thp, mixed_mappings_child_reads)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(thp_mixed_mappings(self->fd, self->buf, self->prot,
+				     MIXED_CHILD_READS), 0);
+	ASSERT_TRUE(thp_intact(self->buf));
+	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
+	ASSERT_EQ(settled_pages_on_unit(UNIT_PRIVATE_A, self->base),
+		  self->base);
+}
+
+/* An eviction takes the folio whole through both kinds of mapping. */
+TEST_F(hmm_thp, mixed_mappings_release)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(thp_mixed_mappings(self->fd, self->buf, self->prot,
+				     MIXED_RELEASE), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+	ASSERT_TRUE(thp_intact(self->buf));
+}
+
+/* No THP to go to: the split reaches the PMD and the PTEs alike. */
+TEST_F(hmm_thp, mixed_mappings_release_split)
+{
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(thp_mixed_mappings(self->fd, self->buf, self->prot,
+				     MIXED_RELEASE_SPLIT), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), 0);
+	ASSERT_TRUE(thp_intact(self->buf));
 }
 
 /*
