@@ -10,7 +10,9 @@ series, checkpatch --strict and kernel-doc over the series (lint.py), `git am` o
 symbol exports kept by the series (exportcheck.py), given a kernel, the
 guest runner's own test (it must catch a failing suite and a WARNING), and
 with --drivers, the in-tree drivers' HMM objects compiled against the
-series (driver-check.sh: a kernel build, minutes when cold).
+series, and the series' objects in a kernel without THP and in one without
+ZONE_DEVICE (driver-check.sh drivers|nothp|nodevice: kernel builds,
+minutes when cold).
 
 Notes (the driver objects' N/M, the exports new in the series) go into the
 JSON's "notes"; `results.py total` prints them above its last line.
@@ -48,7 +50,8 @@ def main():
     ap.add_argument("--json", required=True)
     ap.add_argument("--guest-kernel")
     ap.add_argument("--drivers", action="store_true",
-                    help="also compile the drivers' HMM objects (driver-check.sh)")
+                    help="also compile the drivers' HMM objects and the series without THP "
+                         "and without ZONE_DEVICE (driver-check.sh)")
     args = ap.parse_args()
     suites, problems, notes = [], [], []
 
@@ -111,21 +114,24 @@ def main():
     if new:
         notes.append("exports " + new.group(1))
 
-    if args.drivers:
-        res, secs = run(["bash", os.path.join(HERE, "driver-check.sh")])
+    # the drivers' HMM code, then the series without THP and without
+    # ZONE_DEVICE (driver-check.sh CONFIG)
+    for config in ("drivers", "nothp", "nodevice") if args.drivers else ():
+        res, secs = run(["bash", os.path.join(HERE, "driver-check.sh"), config])
         passed = len(re.findall(r"^ok ", res.stdout, re.M))
         skipped = len(re.findall(r"^xfail ", res.stdout, re.M))
         failed = len(re.findall(r"^FAIL ", res.stdout, re.M))
         if res.returncode and not failed:
             failed = 1
-        suites.append(dict(name="driver-objects", kind="host", passed=passed, failed=failed,
+        label = "driver" if config == "drivers" else config
+        suites.append(dict(name=label + "-objects", kind="host", passed=passed, failed=failed,
                            skipped=skipped, seconds=secs, rc=res.returncode, failed_tests=[]))
-        summary = re.findall(r"^driver objects: .*$", res.stdout, re.M)
+        summary = re.findall(r"^%s objects: .*$" % label, res.stdout, re.M)
         if summary:
             notes.append(summary[-1])
         if failed:
-            problems.append((summary[-1] if summary else "driver-build check failed") + "\n" +
-                            (res.stdout + res.stderr)[-3000:])
+            problems.append((summary[-1] if summary else config + " build check failed") +
+                            "\n" + (res.stdout + res.stderr)[-3000:])
 
     if args.guest_kernel:
         res, secs = run(["bash", os.path.join(HERE, "tests", "test_guest.sh"), args.guest_kernel])

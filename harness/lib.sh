@@ -99,7 +99,8 @@ kmake_init() {
 # (redone only when FRAGs change), then olddefconfig, through KMAKE
 # (kmake_init first).  Dies, naming them, if a fragment symbol that SRC
 # defines did not come out as asked, `CONFIG_X=v` or `# CONFIG_X is not
-# set` (a dependency missing, a select forcing it); the fragment
+# set` (a dependency missing, a select forcing it; of a symbol that
+# several fragments set, the last one counts); the fragment
 # symbols SRC does not define are left in CONFIG_ABSENT.  Log:
 # build/logs/config-NAME.log.
 configure_kernel() {
@@ -118,6 +119,9 @@ configure_kernel() {
 	defined=$(grep -rhoE --include='Kconfig*' '^[[:space:]]*(menu)?config [A-Z0-9_]+' "$src" |
 		awk '{ print $2 }' | sort -u)
 	CONFIG_ABSENT=()
+	# a symbol set by several fragments: merge_config.sh keeps the last
+	local -A asked=()
+	local -a order=()
 	while IFS= read -r line; do
 		if [[ $line =~ ^CONFIG_([A-Z0-9_]+)=(.*)$ ]]; then
 			sym=${BASH_REMATCH[1]} val=${BASH_REMATCH[2]}
@@ -126,13 +130,23 @@ configure_kernel() {
 		else
 			continue
 		fi
+		[[ -v asked[$sym] ]] || order+=("$sym")
+		asked[$sym]=$val
+	done < <(cat "${frags[@]}")
+	for sym in "${order[@]}"; do
+		val=${asked[$sym]}
+		if [[ -n $val ]]; then
+			line="CONFIG_$sym=$val"
+		else
+			line="# CONFIG_$sym is not set"
+		fi
 		if ! grep -qx "$sym" <<<"$defined"; then
 			CONFIG_ABSENT+=("$sym")
 		elif { [[ -n $val ]] && ! grep -qx "CONFIG_$sym=$val" "$out/.config"; } ||
 			{ [[ -z $val ]] && grep -q "^CONFIG_$sym=" "$out/.config"; }; then
 			bad+=("${line} (got: $(grep -E "^(# )?CONFIG_${sym}[= ]" "$out/.config" || echo unset))")
 		fi
-	done < <(cat "${frags[@]}")
+	done
 	if ((${#bad[@]})); then
 		printf '    not as asked: %s\n' "${bad[@]}" >&2
 		die "the $name config does not have what the fragments ask (dependencies?)"

@@ -19,12 +19,15 @@ O ?= .
 tinyconfig:
 \t@mkdir -p $(O) && : >$(O)/.config
 olddefconfig:
+\t@tac $(O)/.config | awk 'match($$0, /CONFIG_[A-Z0-9_]+/) { s = substr($$0, RSTART, \
+RLENGTH); if (seen[s]++) next } { print }' | tac >$(O)/.config.new && mv $(O)/.config.new $(O)/.config
 \t@if [ -f drop ]; then sed -i "/^CONFIG_$$(cat drop)=/d" $(O)/.config; fi
 \t@if [ -f force ]; then sed -i "/ CONFIG_$$(cat force) is not set/d" $(O)/.config; \
 echo "CONFIG_$$(cat force)=y" >>$(O)/.config; fi
 %.o: %.c
 \t@if grep -q BROKEN $<; then echo "$<:2:5: error: 'MEMORY_DEVICE_COHERENT' undeclared" >&2; \
 exit 1; fi
+\t@if grep -q WARN $<; then echo "$<:3:7: warning: unused variable 'x'" >&2; fi
 \t@if ! grep -q NOOUT $<; then mkdir -p $(dir $(O)/$@) && touch $(O)/$@; fi
 """
 MERGE_CONFIG = """\
@@ -54,7 +57,7 @@ class DriverCheckTest(unittest.TestCase):
         write(os.path.join(self.tree, "scripts", "kconfig", "merge_config.sh"), MERGE_CONFIG,
               0o755)
         syms = set()
-        for frag in ("base.config", "drivers.config"):
+        for frag in ("base.config", "drivers.config", "nothp.config", "nodevice.config"):
             with open(os.path.join(HARNESS, "config", frag)) as f:
                 syms |= set(re.findall(r"^(?:# )?CONFIG_([A-Z0-9_]+)[= ]", f.read(), re.M))
         self.assertIn("DRM_XE_DISPLAY", syms)
@@ -75,11 +78,12 @@ class DriverCheckTest(unittest.TestCase):
         for rel, text in files.items():
             write(os.path.join(self.tree, rel), text)
 
-    def check(self, expectations):
+    def check(self, expectations, *args):
         write(self.expect, "# object  ok | fails REASON\n" + expectations)
         env = dict(os.environ, BUILD=self.build, DRIVER_OBJECTS=self.expect,
                    HMMCI_BUILD_LOCK=os.path.join(self.build, "lock"))
-        return subprocess.run(["bash", SCRIPT], capture_output=True, text=True, env=env)
+        return subprocess.run(["bash", SCRIPT, *args], capture_output=True, text=True,
+                              env=env)
 
     EXPECT = ("drivers/gpu/a/a_svm.o ok\n"
               "drivers/gpu/b/b_dmem.o\tok\n"
@@ -124,6 +128,17 @@ class DriverCheckTest(unittest.TestCase):
         self.assertEqual(res.returncode, 1)
         self.assertIn("driver objects: 0/1 build", res.stdout)
 
+    def test_an_object_that_compiles_with_a_warning_fails(self):
+        self.sources({"drivers/gpu/a/a_svm.c": "WARN\n"})
+        res = self.check(self.EXPECT)
+        self.assertEqual(res.returncode, 1)
+        self.assertRegex(res.stdout, r"(?m)^FAIL    drivers/gpu/a/a_svm\.o \(\d+ s\): compiles "
+                         r"with 1 warning\(s\) \(log: .*/logs/drivers-a_svm\.log\)$")
+        self.assertIn("a_svm.c:3:7: warning: unused variable 'x'", res.stdout)
+        self.assertIn("driver objects: 2/3 build; expected failures: kfd_svm.o (MEMORY_DEVICE_"
+                      "COHERENT not provided yet); unexpected: a_svm.o (compiler warnings)",
+                      res.stdout)
+
     def test_make_that_writes_no_object_fails(self):
         self.sources({"drivers/gpu/a/a_svm.c": "NOOUT\n"})
         res = self.check("drivers/gpu/a/a_svm.o ok\n")
@@ -155,6 +170,31 @@ class DriverCheckTest(unittest.TestCase):
         self.assertNotEqual(res.returncode, 0)
         self.assertIn("drivers.config asks for symbols this tree does not define: ", res.stderr)
         self.assertIn(" HSA_AMD_SVM ", res.stderr)
+
+    def test_another_configuration_builds_apart_and_overrides_base(self):
+        # nothp.config unsets what base.config sets: the last one counts
+        res = self.check("drivers/gpu/a/a_svm.o ok\n", "nothp")
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn("nothp objects: 1/1 build\n", res.stdout)
+        out = os.path.join(self.build, "out", "nothp")
+        self.assertTrue(os.path.exists(os.path.join(out, "drivers/gpu/a/a_svm.o")))
+        with open(os.path.join(out, ".config")) as f:
+            config = f.read()
+        self.assertIn("# CONFIG_TRANSPARENT_HUGEPAGE is not set", config)
+        self.assertNotIn("CONFIG_TRANSPARENT_HUGEPAGE=y", config)
+        self.assertFalse(os.path.exists(self.out))
+
+    def test_an_overridden_symbol_not_as_asked_stops_it(self):
+        write(os.path.join(self.tree, "force"), "TRANSPARENT_HUGEPAGE")
+        res = self.check("drivers/gpu/a/a_svm.o ok\n", "nothp")
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("not as asked: # CONFIG_TRANSPARENT_HUGEPAGE is not set "
+                      "(got: CONFIG_TRANSPARENT_HUGEPAGE=y)", res.stderr)
+
+    def test_an_unknown_configuration_is_refused(self):
+        res = self.check("drivers/gpu/a/a_svm.o ok\n", "nosuch")
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("unknown configuration 'nosuch'", res.stderr)
 
     def test_a_bad_expectation_line_is_refused(self):
         res = self.check("drivers/gpu/a/a_svm.o fails\n")
