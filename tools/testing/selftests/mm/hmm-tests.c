@@ -83,6 +83,7 @@
 #define PM_PRESENT		0x8000000000000000ULL	/* bit 63 */
 #define PM_SWAP			0x4000000000000000ULL	/* bit 62 */
 #define PM_FILE			0x2000000000000000ULL	/* bit 61 */
+#define PM_UFFD_WP		0x0200000000000000ULL	/* bit 57 */
 
 /* ---------------------------------------------------------------------------
  * Helpers
@@ -6210,6 +6211,156 @@ static bool uffd_quiet(int uffd)
 	struct uffd_msg msg;
 
 	return read(uffd, &msg, sizeof(msg)) < 0 && errno == EAGAIN;
+}
+
+/*
+ * Register [addr, addr + bytes) with @uffd for write-protect faults and
+ * write-protect it; 0 or -errno.
+ */
+static int uffd_wp_protect(int uffd, void *addr, size_t bytes)
+{
+	struct uffdio_register reg = {
+		.range	= { .start = (uintptr_t)addr, .len = bytes },
+		.mode	= UFFDIO_REGISTER_MODE_WP,
+	};
+	struct uffdio_writeprotect wp = {
+		.range	= reg.range,
+		.mode	= UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) ||
+	    ioctl(uffd, UFFDIO_WRITEPROTECT, &wp))
+		return -errno;
+	return 0;
+}
+
+/* Lift the write protection of [addr, addr + bytes); 0 or -errno. */
+static int uffd_wp_release(int uffd, void *addr, size_t bytes)
+{
+	struct uffdio_writeprotect wp = {
+		.range	= { .start = (uintptr_t)addr, .len = bytes },
+		.mode	= 0,
+	};
+
+	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) ? -errno : 0;
+}
+
+/* Pages of [addr, addr + npages) that pagemap shows write-protected. */
+static unsigned long count_uffd_wp(void *addr, unsigned long npages)
+{
+	return count_pagemap(addr, npages, PM_UFFD_WP, PM_UFFD_WP);
+}
+
+/*
+ * A userfaultfd write protection stays on every page through each trip to
+ * the device and back: MIGRATE_TO_DEV, an eviction, MIGRATE_TO_SYS and
+ * (device-private memory) a CPU read fault.  None of them raises a
+ * userfault; once the protection is lifted, the process writes again.
+ */
+TEST_F(hmm, uffd_wp_kept_on_the_device)
+{
+	unsigned long n = 8, bytes = n * self->ps;
+	long before = pages_on_unit(self->unit);
+	uint64_t cpages;
+	char *buf, *out;
+	int uffd;
+
+	ASSERT_GE(before, 0);
+	uffd = uffd_open(0);
+	ASSERT_GE(uffd, 0);
+	buf = map_anon(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, bytes, MADV_NOHUGEPAGE), 0);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+	fill(buf, bytes, 640);
+	ASSERT_EQ(uffd_wp_protect(uffd, buf, bytes), 0);
+	ASSERT_EQ(count_uffd_wp(buf, n), n);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(count_on_device(buf, n), n);
+	ASSERT_EQ(count_uffd_wp(buf, n), n);
+
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, buf, NULL, 1, NULL),
+		  0);
+	ASSERT_EQ(count_in_system(buf, n), n);
+	ASSERT_EQ(count_uffd_wp(buf, n), n);
+
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(to_system(self->fd, buf, n, &cpages), 0);
+	ASSERT_EQ(cpages, n);
+	ASSERT_EQ(count_in_system(buf, n), n);
+	ASSERT_EQ(count_uffd_wp(buf, n), n);
+
+	/* A read faults a device-private page back, not a coherent one. */
+	ASSERT_EQ(to_device(self->fd, buf, out, n, &cpages), 0);
+	ASSERT_EQ(verify(buf, bytes, 640), -1);
+	ASSERT_EQ(count_in_system(buf, n), self->coherent ? 0 : n);
+	ASSERT_EQ(count_uffd_wp(buf, n), n);
+	ASSERT_TRUE(uffd_quiet(uffd));
+	ASSERT_EQ(to_system(self->fd, buf, n, &cpages), 0);
+	ASSERT_EQ(cpages, self->coherent ? n : 0);
+	ASSERT_EQ(count_uffd_wp(buf, n), n);
+	ASSERT_EQ(pages_on_unit(self->unit), before);
+
+	ASSERT_EQ(uffd_wp_release(uffd, buf, bytes), 0);
+	ASSERT_EQ(count_uffd_wp(buf, n), 0);
+	fill(buf, bytes, 641);
+	ASSERT_EQ(verify(buf, bytes, 641), -1);
+	close(uffd);
+	free(out);
+	ASSERT_EQ(munmap(buf, bytes), 0);
+}
+
+/*
+ * The same for a THP: the protection of its PMD goes to the device-private
+ * PMD and back to the THP it returns to, whole or split (FAIL_ALLOC).
+ */
+TEST_F(hmm_thp, uffd_wp_kept_on_the_device)
+{
+	int uffd = uffd_open(0);
+
+	ASSERT_GE(uffd, 0);
+	ASSERT_EQ(uffd_wp_protect(uffd, self->buf, SZ_2M), 0);
+	ASSERT_EQ(count_uffd_wp(self->buf, self->n), self->n);
+
+	/* Moved whole; the device-private PMD is read-only, as the PMD was. */
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(dev_snapshot(self->fd, self->buf, self->prot, self->n), 0);
+	ASSERT_EQ(count_other(self->prot, self->n,
+			      HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
+			      HMM_DMIRROR_PROT_READ | HMM_DMIRROR_PROT_PMD), 0);
+	ASSERT_EQ(count_uffd_wp(self->buf, self->n), self->n);
+
+	/* Evicted whole into a THP. */
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, self->buf, NULL, 1,
+			  NULL), 0);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+	ASSERT_EQ(count_uffd_wp(self->buf, self->n), self->n);
+
+	/* Faulted back whole by a read. */
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_TRUE(thp_intact(self->buf));
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+	ASSERT_EQ(count_uffd_wp(self->buf, self->n), self->n);
+
+	/* Evicted into base pages: the split keeps it on each. */
+	ASSERT_EQ(thp_to_device(self->fd, self->buf), 0);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_FLAGS, self->buf, NULL,
+			  HMM_DMIRROR_FLAG_FAIL_ALLOC, NULL), 0);
+	ASSERT_EQ(dmirror(self->fd, HMM_DMIRROR_RELEASE, self->buf, NULL, 1,
+			  NULL), 0);
+	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), 0);
+	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
+	ASSERT_EQ(count_uffd_wp(self->buf, self->n), self->n);
+	ASSERT_TRUE(thp_intact(self->buf));
+	ASSERT_TRUE(uffd_quiet(uffd));
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+
+	ASSERT_EQ(uffd_wp_release(uffd, self->buf, SZ_2M), 0);
+	touch_write(self->buf);
+	close(uffd);
 }
 
 /*
