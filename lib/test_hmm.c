@@ -2136,7 +2136,9 @@ static int hmmt_access(struct hmmt_mirror *mirror,
 	char *buf;
 	int ret = 0;
 
-	buf = kvmalloc(HMMT_MIRROR_PAGES * PAGE_SIZE, GFP_KERNEL);
+	/* No bigger than the range: a short access needs a small buffer. */
+	npages = min(HMMT_MIRROR_PAGES, (end - start) >> PAGE_SHIFT);
+	buf = kvmalloc(npages << PAGE_SHIFT, GFP_KERNEL);
 	if (!buf)
 		return -ENOMEM;
 

@@ -537,28 +537,19 @@ static void mvd_collect_huge_pmd(struct mvd_walk *w, struct mm_walk *walk,
 
 #ifdef CONFIG_ARCH_ENABLE_THP_MIGRATION
 /*
- * Lock the device folio mapped by the device-private PMD at @pmdp and
- * replace the PMD with a PMD migration entry, as try_to_migrate() would;
- * record it as one MIGRATE_PFN_COMPOUND entry.  Called with the PMD lock
- * held, for a range that covers the PMD, which is the folio's only mapping.
- * Returns false, with nothing changed, if the folio is locked by someone
- * else.
+ * Replace the device-private PMD at @pmdp, which maps the locked and
+ * referenced @folio, with a PMD migration entry, as try_to_migrate() would;
+ * record it as one MIGRATE_PFN_COMPOUND entry, which keeps the lock and the
+ * reference.  Called with the PMD lock held, for a range that covers the
+ * PMD, which is the folio's only mapping.
  */
-static bool mvd_take_device_pmd(struct mvd_walk *w, struct vm_area_struct *vma,
+static void mvd_take_device_pmd(struct mvd_walk *w, struct vm_area_struct *vma,
 				pmd_t *pmdp, unsigned long addr,
 				unsigned long end, struct folio *folio)
 {
-	bool locked_by_caller = mvd_holds_fault_page(w->mig, folio);
 	swp_entry_t entry = pmd_to_swp_entry(pmdp_get(pmdp));
 	bool writable = is_writable_device_private_entry(entry);
 	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, 0);
-
-	/* The PMD lock keeps the folio alive until we hold our own ref. */
-	folio_get(folio);
-	if (!locked_by_caller && !folio_trylock(folio)) {
-		folio_put(folio);
-		return false;
-	}
 
 	/* The mapping goes, and its rmap and reference with it. */
 	pvmw.pmd = pmdp;
@@ -569,25 +560,18 @@ static bool mvd_take_device_pmd(struct mvd_walk *w, struct vm_area_struct *vma,
 			    (writable ? MIGRATE_PFN_WRITE : 0));
 	mvd_record_range(w, addr + PAGE_SIZE, end, 0);
 	w->compound++;
-	return true;
 }
-#else
-/* There are no device-private PMDs to take. */
-static bool mvd_take_device_pmd(struct mvd_walk *w, struct vm_area_struct *vma,
-				pmd_t *pmdp, unsigned long addr,
-				unsigned long end, struct folio *folio)
-{
-	return false;
-}
-#endif
 
 /*
  * A device-private PMD.  If @w collects its folio (the rules of
- * mvd_collect_pte() for a device-private PTE), take it whole when the
- * driver asked for compound entries, the range covers it and nothing else
- * maps it, like a THP (mvd_whole_thp()).  Otherwise map the folio by PTEs
- * and look again: mvd_collect_ptes() splits the folio and takes its pages
- * one by one.  Secondary MMUs already dropped the range (mvd_collect()).
+ * mvd_collect_pte() for a device-private PTE), lock it, or skip it if
+ * someone else holds its lock (a CPU fault bringing it back, another
+ * migration), leaving the PMD alone: 6.12 skips a THP it cannot lock.
+ * Take it whole when the driver asked for compound entries, the range
+ * covers it and nothing else maps it, like a THP (mvd_whole_thp()).
+ * Otherwise map the folio by PTEs, still under its lock, and look again:
+ * mvd_collect_ptes() splits the folio and takes its pages one by one.
+ * Secondary MMUs already dropped the range (mvd_collect()).
  */
 static void mvd_collect_device_pmd(struct mvd_walk *w, struct mm_walk *walk,
 				   pmd_t *pmdp, unsigned long addr,
@@ -596,6 +580,7 @@ static void mvd_collect_device_pmd(struct mvd_walk *w, struct mm_walk *walk,
 	struct migrate_vma *mig = w->mig;
 	spinlock_t *ptl;	/* PMD lock */
 	struct folio *folio;
+	bool locked_by_caller;
 	pmd_t pmd;
 
 	ptl = pmd_lock(walk->mm, pmdp);
@@ -608,23 +593,44 @@ static void mvd_collect_device_pmd(struct mvd_walk *w, struct mm_walk *walk,
 	/* The mapping keeps the folio, and its pgmap, alive. */
 	folio = pfn_swap_entry_folio(pmd_to_swp_entry(pmd));
 	if (!(mig->flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) ||
-	    folio->pgmap->owner != mig->pgmap_owner) {
-		spin_unlock(ptl);
-		mvd_record_range(w, addr, end, 0);
-		return;
+	    folio->pgmap->owner != mig->pgmap_owner)
+		goto skip;
+
+	/* Our own reference, for after the PMD lock or the mapping is gone. */
+	folio_get(folio);
+	locked_by_caller = mvd_holds_fault_page(mig, folio);
+	if (!locked_by_caller && !folio_trylock(folio)) {
+		folio_put(folio);
+		goto skip;
 	}
 	if ((mig->flags & MIGRATE_VMA_SELECT_COMPOUND) &&
 	    IS_ALIGNED(addr, HPAGE_PMD_SIZE) && end - addr == HPAGE_PMD_SIZE &&
-	    folio_large_mapcount(folio) == 1 &&
-	    mvd_take_device_pmd(w, walk->vma, pmdp, addr, end, folio)) {
+	    folio_large_mapcount(folio) == 1) {
+		mvd_take_device_pmd(w, walk->vma, pmdp, addr, end, folio);
 		spin_unlock(ptl);
 		return;
 	}
 	split_huge_pmd_locked(walk->vma, addr & HPAGE_PMD_MASK, pmdp, false,
 			      NULL);
 	spin_unlock(ptl);
+	if (!locked_by_caller)
+		folio_unlock(folio);
+	folio_put(folio);
 	walk->action = ACTION_AGAIN;
+	return;
+skip:
+	spin_unlock(ptl);
+	mvd_record_range(w, addr, end, 0);
 }
+#else
+/* There are no device-private PMDs to collect. */
+static void mvd_collect_device_pmd(struct mvd_walk *w, struct mm_walk *walk,
+				   pmd_t *pmdp, unsigned long addr,
+				   unsigned long end)
+{
+	mvd_record_range(w, addr, end, 0);
+}
+#endif
 
 static int mvd_walk_pmd(pmd_t *pmdp, unsigned long start, unsigned long end,
 			struct mm_walk *walk)

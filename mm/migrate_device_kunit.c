@@ -15,6 +15,7 @@
 #include <linux/mm.h>
 #include <linux/mman.h>
 #include <linux/module.h>
+#include <linux/swapops.h>
 #include <linux/uaccess.h>
 
 #define MVD_SENTINEL	0x5a5a5a5aUL
@@ -1032,6 +1033,196 @@ static void mvd_test_fault_page_outside(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, page_ref_count(fault_page), refs);
 }
 
+/* ----- device-private PMDs ----- */
+
+/*
+ * Device memory for one PMD-sized device-private folio: a PMD-aligned PMD
+ * out of a free range twice that size.  @frees counts the folios that
+ * came back through folio_free, @freed_order the order of the last one.
+ */
+struct mvd_devfolio {
+	struct dev_pagemap pgmap;
+	struct resource *res;
+	unsigned int frees;
+	unsigned int freed_order;
+};
+
+static void mvd_devfolio_free(struct folio *folio)
+{
+	struct mvd_devfolio *df = container_of(page_pgmap(&folio->page),
+					       struct mvd_devfolio, pgmap);
+
+	df->frees++;
+	df->freed_order = folio_order(folio);
+}
+
+static const struct dev_pagemap_ops mvd_devfolio_ops = {
+	.folio_free = mvd_devfolio_free,
+	.migrate_to_ram = mvd_devmem_fault,
+};
+
+static void mvd_devfolio_release(void *data)
+{
+	struct mvd_devfolio *df = data;
+
+	if (df->pgmap.nr_range)
+		memunmap_pages(&df->pgmap);
+	release_mem_region(df->res->start, resource_size(df->res));
+}
+
+/* Set up @df and hand out its one folio, locked and referenced. */
+static struct folio *mvd_device_folio(struct kunit *test,
+				      struct mvd_devfolio *df)
+{
+	struct folio *folio;
+	void *kaddr;
+
+	df->res = request_free_mem_region(&iomem_resource, 2 * PMD_SIZE,
+					  "migrate_device_kunit");
+	KUNIT_ASSERT_FALSE(test, IS_ERR(df->res));
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
+							mvd_devfolio_release,
+							df), 0);
+	df->pgmap.type = MEMORY_DEVICE_PRIVATE;
+	df->pgmap.range.start = ALIGN(df->res->start, PMD_SIZE);
+	df->pgmap.range.end = df->pgmap.range.start + PMD_SIZE - 1;
+	df->pgmap.nr_range = 1;
+	df->pgmap.ops = &mvd_devfolio_ops;
+	df->pgmap.owner = df;
+	kaddr = memremap_pages(&df->pgmap, numa_node_id());
+	if (IS_ERR_OR_NULL(kaddr))
+		df->pgmap.nr_range = 0;	/* nothing for the release to unmap */
+	KUNIT_ASSERT_FALSE(test, IS_ERR_OR_NULL(kaddr));
+
+	folio = page_folio(pfn_to_page(PHYS_PFN(df->pgmap.range.start)));
+	KUNIT_ASSERT_EQ(test, zone_device_folio_init(folio,
+						     PMD_SHIFT - PAGE_SHIFT), 0);
+	return folio;
+}
+
+/*
+ * The folio that a device-private PMD maps at @addr in the test thread's
+ * mm, or NULL if the PMD there is anything else.
+ */
+static struct folio *mvd_device_pmd_folio(unsigned long addr)
+{
+	struct folio *folio = NULL;
+	pgd_t *pgd;
+	p4d_t *p4d;
+	pud_t *pud;
+	pmd_t pmd;
+
+	mmap_read_lock(current->mm);
+	pgd = pgd_offset(current->mm, addr);
+	if (pgd_none(*pgd) || pgd_bad(*pgd))
+		goto out;
+	p4d = p4d_offset(pgd, addr);
+	if (p4d_none(*p4d) || p4d_bad(*p4d))
+		goto out;
+	pud = pud_offset(p4d, addr);
+	if (!pud_present(*pud) || pud_leaf(*pud))
+		goto out;
+	pmd = pmdp_get(pmd_offset(pud, addr));
+	if (is_pmd_device_private_entry(pmd))
+		folio = pfn_swap_entry_folio(pmd_to_swp_entry(pmd));
+out:
+	mmap_read_unlock(current->mm);
+	return folio;
+}
+
+/*
+ * A device-private PMD whose folio someone else holds locked (a CPU fault
+ * bringing it back, another migration) is skipped and left mapped whole,
+ * whether the caller asked for compound entries or not, as 6.12 skips a
+ * THP it cannot lock.  Once unlocked, it comes back whole.
+ */
+static void mvd_test_device_pmd_locked(struct kunit *test)
+{
+	static const unsigned long busy_flags[] = {
+		MIGRATE_VMA_SELECT_DEVICE_PRIVATE | MIGRATE_VMA_SELECT_COMPOUND,
+		MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+	};
+	const unsigned long nr = PMD_SIZE >> PAGE_SHIFT;
+	struct folio *dfolio, *thp;
+	struct mvd_devfolio *df;
+	struct mvd_ctx c;
+	unsigned long i;
+	unsigned int k;
+
+	if (!IS_ENABLED(CONFIG_ARCH_ENABLE_THP_MIGRATION))
+		kunit_skip(test, "no PMD migration entries");
+	thp = folio_alloc(GFP_TRANSHUGE, PMD_SHIFT - PAGE_SHIFT);
+	if (!thp)
+		kunit_skip(test, "no THP to be had");
+	for (i = 0; i < nr; i++) {
+		void *kaddr = kmap_local_page(folio_page(thp, i));
+
+		mvd_pattern(kaddr, 41, i);
+		kunmap_local(kaddr);
+	}
+	df = kunit_kzalloc(test, sizeof(*df), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, df);
+	dfolio = mvd_device_folio(test, df);
+
+	/* Out to the device, where one PMD maps it. */
+	mvd_thp_setup(test, &c, MIGRATE_VMA_SELECT_SYSTEM |
+		      MIGRATE_VMA_SELECT_COMPOUND, 41);
+	mvd_lock(&c);
+	KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+	KUNIT_EXPECT_EQ(test, c.mig.cpages, 1);
+	c.dst[0] = migrate_pfn(folio_pfn(dfolio)) | MIGRATE_PFN_COMPOUND |
+		   MIGRATE_PFN_WRITE;
+	migrate_vma_pages(&c.mig);
+	KUNIT_EXPECT_TRUE(test, c.src[0] & MIGRATE_PFN_MIGRATE);
+	migrate_vma_finalize(&c.mig);
+	mvd_unlock();
+	KUNIT_ASSERT_PTR_EQ(test, mvd_device_pmd_folio(c.mig.start), dfolio);
+
+	/* Locked by someone else: skipped, the PMD left as it was. */
+	folio_get(dfolio);
+	folio_lock(dfolio);
+	c.mig.pgmap_owner = df;
+	for (k = 0; k < ARRAY_SIZE(busy_flags); k++) {
+		c.mig.flags = busy_flags[k];
+		mvd_lock(&c);
+		KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+		KUNIT_EXPECT_EQ_MSG(test, c.mig.cpages, 0, "flags %#lx",
+				    busy_flags[k]);
+		for (i = 0; i < nr; i++)
+			KUNIT_EXPECT_EQ_MSG(test, c.src[i], 0, "entry %lu", i);
+		migrate_vma_pages(&c.mig);
+		migrate_vma_finalize(&c.mig);
+		mvd_unlock();
+		KUNIT_EXPECT_PTR_EQ_MSG(test, mvd_device_pmd_folio(c.mig.start),
+					dfolio, "flags %#lx", busy_flags[k]);
+	}
+	folio_unlock(dfolio);
+	folio_put(dfolio);
+
+	/* Unlocked: it comes back whole, into a system THP. */
+	c.mig.flags = busy_flags[0];
+	mvd_lock(&c);
+	KUNIT_EXPECT_EQ(test, migrate_vma_setup(&c.mig), 0);
+	KUNIT_EXPECT_EQ(test, c.mig.cpages, 1);
+	KUNIT_EXPECT_EQ(test, c.src[0], migrate_pfn(folio_pfn(dfolio)) |
+			MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND |
+			MIGRATE_PFN_WRITE);
+	folio_lock(thp);
+	c.dst[0] = migrate_pfn(folio_pfn(thp)) | MIGRATE_PFN_COMPOUND;
+	migrate_vma_pages(&c.mig);
+	KUNIT_EXPECT_TRUE(test, c.src[0] & MIGRATE_PFN_MIGRATE);
+	migrate_vma_finalize(&c.mig);
+	mvd_unlock();
+
+	/* Not mapped, @thp went back to the allocator in finalize. */
+	KUNIT_ASSERT_PTR_EQ(test, mvd_page_at(c.mig.start), &thp->page);
+	KUNIT_EXPECT_EQ(test, folio_entire_mapcount(thp), 1);
+	for (i = 0; i < nr; i += 73)
+		mvd_expect_user(test, c.mig.start, i, 41);
+	KUNIT_EXPECT_EQ(test, df->frees, 1);
+	KUNIT_EXPECT_EQ(test, df->freed_order, PMD_SHIFT - PAGE_SHIFT);
+}
+
 static struct kunit_case mvd_test_cases[] = {
 	KUNIT_CASE_PARAM(mvd_test_bad_args, mvd_bad_args_gen_params),
 	KUNIT_CASE(mvd_test_system_to_system),
@@ -1048,6 +1239,7 @@ static struct kunit_case mvd_test_cases[] = {
 	KUNIT_CASE(mvd_test_thp_compound_stays),
 	KUNIT_CASE(mvd_test_huge_holes),
 	KUNIT_CASE(mvd_test_fault_page_outside),
+	KUNIT_CASE(mvd_test_device_pmd_locked),
 	{}
 };
 
