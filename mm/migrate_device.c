@@ -171,31 +171,42 @@ static bool mvd_holds_fault_page(const struct migrate_vma *mig,
 }
 
 /*
- * Split @folio so that its pages can be collected one by one.  Called
- * without page table locks, with a reference on @folio which is dropped.
+ * Split @folio, which is locked, so that its pages can be collected one by
+ * one, then drop the lock and our reference.  If it cannot be split, the
+ * walk leaves its pages out (@w->unsplittable).
  *
  * A large device folio that holds the fault page is locked by the fault
  * handler, which also holds a reference to the fault page: the split then
  * works under that lock and reference, and leaves the fault page in a
  * folio of its own, still locked and referenced, as the handler expects.
  */
-static void mvd_split_folio(struct mvd_walk *w, struct folio *folio)
+static void mvd_split_locked(struct mvd_walk *w, struct folio *folio)
 {
-	int err = -EAGAIN;
-
 	if (mvd_holds_fault_page(w->mig, folio)) {
 		folio_put(folio);
 		if (split_huge_page(w->mig->fault_page))
 			w->unsplittable = folio;
 		return;
 	}
-
-	if (folio_trylock(folio)) {
-		err = split_folio(folio);
-		folio_unlock(folio);
-	}
-	if (err)
+	/* The lock and reference stay with the first page, now @folio. */
+	if (split_folio(folio))
 		w->unsplittable = folio;
+	folio_unlock(folio);
+	folio_put(folio);
+}
+
+/*
+ * mvd_split_locked() for a folio not locked yet; one that someone else
+ * holds locked is left out.  Called without page table locks, with a
+ * reference on @folio which is dropped.
+ */
+static void mvd_split_folio(struct mvd_walk *w, struct folio *folio)
+{
+	if (mvd_holds_fault_page(w->mig, folio) || folio_trylock(folio)) {
+		mvd_split_locked(w, folio);
+		return;
+	}
+	w->unsplittable = folio;
 	folio_put(folio);
 }
 
@@ -569,9 +580,9 @@ static void mvd_take_device_pmd(struct mvd_walk *w, struct vm_area_struct *vma,
  * migration), leaving the PMD alone: 6.12 skips a THP it cannot lock.
  * Take it whole when the driver asked for compound entries, the range
  * covers it and nothing else maps it, like a THP (mvd_whole_thp()).
- * Otherwise map the folio by PTEs, still under its lock, and look again:
- * mvd_collect_ptes() splits the folio and takes its pages one by one.
- * Secondary MMUs already dropped the range (mvd_collect()).
+ * Otherwise map the folio by PTEs and split it, still under its lock, and
+ * look again: mvd_collect_ptes() takes its pages one by one.  Secondary
+ * MMUs already dropped the range (mvd_collect()).
  */
 static void mvd_collect_device_pmd(struct mvd_walk *w, struct mm_walk *walk,
 				   pmd_t *pmdp, unsigned long addr,
@@ -613,9 +624,8 @@ static void mvd_collect_device_pmd(struct mvd_walk *w, struct mm_walk *walk,
 	split_huge_pmd_locked(walk->vma, addr & HPAGE_PMD_MASK, pmdp, false,
 			      NULL);
 	spin_unlock(ptl);
-	if (!locked_by_caller)
-		folio_unlock(folio);
-	folio_put(folio);
+	/* Still under the lock, so that nobody can take it in between. */
+	mvd_split_locked(w, folio);
 	walk->action = ACTION_AGAIN;
 	return;
 skip:
