@@ -313,6 +313,20 @@ static bool hmmt_own_page(const struct hmmt_device *hdev,
 	return is_zone_device_page(page) && page_pgmap(page)->owner == hdev;
 }
 
+/* The chunk of @page if hmmt_own_page(), else NULL. */
+static struct hmmt_chunk *hmmt_own_chunk(const struct hmmt_device *hdev,
+					 const struct page *page)
+{
+	struct dev_pagemap *pgmap;
+
+	if (!is_zone_device_page(page))
+		return NULL;
+	pgmap = page_pgmap(page);
+	if (pgmap->owner != hdev)
+		return NULL;
+	return container_of(pgmap, struct hmmt_chunk, pagemap);
+}
+
 /* ---------------------------------------------------------------------------
  * Mirrors
  */
@@ -555,18 +569,40 @@ static struct hmmt_chunk *hmmt_page_chunk(struct page *page)
 	return container_of(page_pgmap(page), struct hmmt_chunk, pagemap);
 }
 
-/* The chunk's data entry of device page @dpage, see struct hmmt_owner. */
-static void **hmmt_data(struct page *dpage)
+/* Device-private (or else device-coherent) memory? */
+static bool hmmt_chunk_private(const struct hmmt_chunk *chunk)
 {
-	struct hmmt_chunk *chunk = hmmt_page_chunk(dpage);
+	return chunk->pagemap.type == MEMORY_DEVICE_PRIVATE;
+}
 
+/*
+ * The data entry of device page @dpage in its chunk @chunk, see struct
+ * hmmt_owner.  The callers look the chunk up once per page: the pgmap of
+ * a page that may be a tail page is a call away.
+ */
+static void **hmmt_chunk_data(struct hmmt_chunk *chunk, struct page *dpage)
+{
 	return &chunk->data[page_to_pfn(dpage) - chunk->first_pfn];
 }
 
-/* The page holding the data of device page @dpage. */
+/* The chunk's data entry of device page @dpage. */
+static void **hmmt_data(struct page *dpage)
+{
+	return hmmt_chunk_data(hmmt_page_chunk(dpage), dpage);
+}
+
+/* The page holding the data of device page @dpage of @chunk. */
+static struct page *hmmt_chunk_backing(struct hmmt_chunk *chunk,
+				       struct page *dpage)
+{
+	return hmmt_chunk_private(chunk) ? *hmmt_chunk_data(chunk, dpage) :
+					   dpage;
+}
+
+/* The same, for a device page of ours whose chunk is not known yet. */
 static struct page *hmmt_backing(struct page *dpage)
 {
-	return is_device_private_page(dpage) ? *hmmt_data(dpage) : dpage;
+	return hmmt_chunk_backing(hmmt_page_chunk(dpage), dpage);
 }
 
 /*
@@ -592,8 +628,10 @@ static struct hmmt_mirror *hmmt_data_owner(void *data, bool private,
 static struct hmmt_mirror *hmmt_page_owner(struct page *dpage,
 					   unsigned long *vpfn)
 {
-	return hmmt_data_owner(*hmmt_data(dpage), is_device_private_page(dpage),
-			       vpfn);
+	struct hmmt_chunk *chunk = hmmt_page_chunk(dpage);
+
+	return hmmt_data_owner(*hmmt_chunk_data(chunk, dpage),
+			       hmmt_chunk_private(chunk), vpfn);
 }
 
 /*
@@ -688,10 +726,10 @@ static struct page *hmmt_pool_take_huge(struct hmmt_device *hdev)
 	return page;
 }
 
-/* Give back @nr pages from @page on, all of one chunk. */
-static void hmmt_pool_give(struct page *page, unsigned long nr)
+/* Give back @nr pages from @page on, all of @chunk. */
+static void hmmt_pool_give(struct hmmt_chunk *chunk, struct page *page,
+			   unsigned long nr)
 {
-	struct hmmt_chunk *chunk = hmmt_page_chunk(page);
 	struct hmmt_device *hdev = chunk->hdev;
 	unsigned long bit = page_to_pfn(page) - chunk->first_pfn;
 
@@ -864,11 +902,14 @@ static bool hmmt_data_init(struct hmmt_mirror *mirror, struct page *dpage,
 	return true;
 }
 
-/* Undo hmmt_data_init(); the page's owner must not sleep here. */
-static void hmmt_data_free(struct page *dpage)
+/*
+ * Undo hmmt_data_init() for @dpage, a page of @chunk; the page's owner must
+ * not sleep here.
+ */
+static void hmmt_data_free(struct hmmt_chunk *chunk, struct page *dpage)
 {
-	void **slot = hmmt_data(dpage);
-	bool private = is_device_private_page(dpage);
+	void **slot = hmmt_chunk_data(chunk, dpage);
+	bool private = hmmt_chunk_private(chunk);
 	struct hmmt_mirror *mirror;
 	unsigned long vpfn;
 
@@ -904,7 +945,7 @@ static struct page *hmmt_dpage_alloc(struct hmmt_mirror *mirror,
 	}
 
 	if (!hmmt_data_init(mirror, dpage, vpfn)) {
-		hmmt_pool_give(dpage, 1);
+		hmmt_pool_give(hmmt_page_chunk(dpage), dpage, 1);
 		return NULL;
 	}
 	zone_device_page_init(dpage);
@@ -921,6 +962,7 @@ static struct page *hmmt_dfolio_alloc(struct hmmt_mirror *mirror,
 				      unsigned long vpfn)
 {
 	struct hmmt_device *hdev = mirror->hdev;
+	struct hmmt_chunk *chunk;
 	struct page *dpage;
 	unsigned long i;
 
@@ -943,9 +985,10 @@ static struct page *hmmt_dfolio_alloc(struct hmmt_mirror *mirror,
 	return dpage;
 
 undo:
+	chunk = hmmt_page_chunk(dpage);
 	while (i--)
-		hmmt_data_free(dpage + i);
-	hmmt_pool_give(dpage, HPAGE_PMD_NR);
+		hmmt_data_free(chunk, dpage + i);
+	hmmt_pool_give(chunk, dpage, HPAGE_PMD_NR);
 	return NULL;
 }
 
@@ -956,11 +999,13 @@ undo:
  */
 static void hmmt_folio_free(struct folio *folio)
 {
+	struct hmmt_chunk *chunk = hmmt_page_chunk(&folio->page);
 	long i, nr = folio_nr_pages(folio);
 
+	/* A folio never spans two chunks. */
 	for (i = 0; i < nr; i++)
-		hmmt_data_free(folio_page(folio, i));
-	hmmt_pool_give(&folio->page, nr);
+		hmmt_data_free(chunk, folio_page(folio, i));
+	hmmt_pool_give(chunk, &folio->page, nr);
 }
 
 /*
@@ -1278,13 +1323,13 @@ static unsigned long hmmt_copy_out_folio(struct page *dpage,
 }
 
 /*
- * Give entry @i of @mig, whose device page is @dpage, a locked system page
- * holding the same data as its destination, writable if @write.  Returns
- * false if no system page can be had.  The caller makes the mirror forget
- * @dpage.
+ * Give entry @i of @mig, whose device page's data is in @data (see
+ * hmmt_backing()), a locked system page holding the same data as its
+ * destination, writable if @write.  Returns false if no system page can be
+ * had.  The caller makes the mirror forget the device page.
  */
 static bool hmmt_sys_dst(struct migrate_vma *mig, unsigned long i,
-			 struct page *dpage, unsigned long write)
+			 struct page *data, unsigned long write)
 {
 	struct page *page;
 
@@ -1293,7 +1338,7 @@ static bool hmmt_sys_dst(struct migrate_vma *mig, unsigned long i,
 	if (!page)
 		return false;
 	lock_page(page);
-	copy_highpage(page, hmmt_backing(dpage));
+	copy_highpage(page, data);
 	mig->dst[i] = migrate_pfn(page_to_pfn(page)) | write;
 	return true;
 }
@@ -1319,7 +1364,7 @@ static int hmmt_to_sys_folio(struct migrate_vma *mig)
 	}
 
 	for (j = 0; j < HPAGE_PMD_NR; j++) {
-		if (!hmmt_sys_dst(mig, j, dpage + j, write)) {
+		if (!hmmt_sys_dst(mig, j, hmmt_backing(dpage + j), write)) {
 			ret = -ENOMEM;
 			continue;
 		}
@@ -1374,12 +1419,14 @@ static int hmmt_to_sys_batch(struct hmmt_mirror *mirror,
 
 	for (i = 0; i < mig->npages; i++) {
 		struct page *dpage = migrate_pfn_to_page(mig->src[i]);
+		struct hmmt_chunk *chunk;
 
 		if (!dpage || !(mig->src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
-		if (!hmmt_own_page(mirror->hdev, dpage))
+		chunk = hmmt_own_chunk(mirror->hdev, dpage);
+		if (!chunk)
 			continue;
-		if (!hmmt_sys_dst(mig, i, dpage,
+		if (!hmmt_sys_dst(mig, i, hmmt_chunk_backing(chunk, dpage),
 				  mig->src[i] & MIGRATE_PFN_WRITE))
 			ret = -ENOMEM;
 	}
@@ -1514,7 +1561,7 @@ static bool hmmt_fault_folio(struct vm_fault *vmf, vm_fault_t *ret)
 
 		if (!dpage || !(mig.src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
-		if (hmmt_sys_dst(&mig, i, dpage,
+		if (hmmt_sys_dst(&mig, i, hmmt_backing(dpage),
 				 mig.src[i] & MIGRATE_PFN_WRITE))
 			hmmt_forget(dpage);
 		else
@@ -1565,7 +1612,8 @@ static vm_fault_t hmmt_migrate_to_ram(struct vm_fault *vmf)
 	 */
 	dpage = migrate_pfn_to_page(src);
 	if (dpage && (src & MIGRATE_PFN_MIGRATE)) {
-		if (hmmt_sys_dst(&mig, 0, dpage, src & MIGRATE_PFN_WRITE))
+		if (hmmt_sys_dst(&mig, 0, hmmt_backing(dpage),
+				 src & MIGRATE_PFN_WRITE))
 			hmmt_forget(dpage);
 		else
 			ret = VM_FAULT_OOM;
