@@ -382,8 +382,38 @@ static const struct dev_pagemap_ops bench_pgmap_ops = {
 };
 
 /*
+ * Free system memory in pages: the buddy allocator's (NR_FREE_PAGES) and
+ * what the per-CPU page lists hold, which NR_FREE_PAGES leaves out.  The
+ * lists fill and drain in batches of dozens of pages whenever pages are
+ * allocated or freed, so without them a figure moves by a batch or two
+ * with the timing of the calls, not with what the code under test keeps.
+ * The per-CPU counts are read without their locks: a sample.
+ */
+static unsigned long bench_free_pages(void)
+{
+	unsigned long free = global_zone_page_state(NR_FREE_PAGES);
+	int nid, cpu;
+
+	for_each_online_node(nid) {
+		struct pglist_data *pgdat = NODE_DATA(nid);
+		int z;
+
+		for (z = 0; z < MAX_NR_ZONES; z++) {
+			struct zone *zone = &pgdat->node_zones[z];
+
+			if (!populated_zone(zone))
+				continue;
+			for_each_online_cpu(cpu)
+				free += READ_ONCE(per_cpu_ptr(zone->per_cpu_pageset,
+							      cpu)->count);
+		}
+	}
+	return free;
+}
+
+/*
  * Free-memory sampler for HMM_BENCH_F_SAMPLE: a kthread that watches
- * NR_FREE_PAGES while the timed calls run and keeps the lowest value.
+ * bench_free_pages() while the timed calls run and keeps the lowest value.
  */
 struct bench_sampler {
 	struct task_struct	*task;
@@ -396,7 +426,7 @@ static int sampler_fn(void *data)
 	struct bench_sampler *s = data;
 
 	while (!kthread_should_stop()) {
-		unsigned long v = global_zone_page_state(NR_FREE_PAGES);
+		unsigned long v = bench_free_pages();
 
 		if (v < READ_ONCE(s->low))
 			WRITE_ONCE(s->low, v);
@@ -408,7 +438,7 @@ static int sampler_fn(void *data)
 static void sampler_start(struct bench_sampler *s, bool on)
 {
 	s->task = NULL;
-	s->start = global_zone_page_state(NR_FREE_PAGES);
+	s->start = bench_free_pages();
 	s->low = s->start;
 	if (on)
 		s->task = kthread_run(sampler_fn, s, "hmm_bench_sample");
@@ -424,7 +454,7 @@ static u64 sampler_stop(struct bench_sampler *s)
 	if (!s->task)
 		return 0;
 	kthread_stop(s->task);
-	v = global_zone_page_state(NR_FREE_PAGES);
+	v = bench_free_pages();
 	if (v < s->low)
 		s->low = v;
 	return (u64)(s->start - s->low) << PAGE_SHIFT;
@@ -802,14 +832,14 @@ static int __init pool_init(void)
 	pool.pgmap.ops = &bench_pgmap_ops;
 	pool.pgmap.owner = &pool;
 
-	free_before = global_zone_page_state(NR_FREE_PAGES);
+	free_before = bench_free_pages();
 	addr = memremap_pages(&pool.pgmap, numa_node_id());
 	if (IS_ERR(addr)) {
 		ret = PTR_ERR(addr);
 		goto free_bitmap;
 	}
 	pool.meta_bytes = (u64)(free_before - min(free_before,
-			global_zone_page_state(NR_FREE_PAGES))) << PAGE_SHIFT;
+			bench_free_pages())) << PAGE_SHIFT;
 	return 0;
 
 free_bitmap:
