@@ -304,16 +304,10 @@ static unsigned long hmmt_select_own(const struct hmmt_device *hdev)
 }
 
 /*
- * Whether @page is in the memory of @hdev, of whichever kind: only @hdev's
- * own pgmaps, device-private or device-coherent, carry it as their owner.
+ * The chunk of @page if @page is in the memory of @hdev, of whichever kind,
+ * else NULL: only @hdev's own pgmaps, device-private or device-coherent,
+ * carry it as their owner.
  */
-static bool hmmt_own_page(const struct hmmt_device *hdev,
-			  const struct page *page)
-{
-	return is_zone_device_page(page) && page_pgmap(page)->owner == hdev;
-}
-
-/* The chunk of @page if hmmt_own_page(), else NULL. */
 static struct hmmt_chunk *hmmt_own_chunk(const struct hmmt_device *hdev,
 					 const struct page *page)
 {
@@ -325,6 +319,13 @@ static struct hmmt_chunk *hmmt_own_chunk(const struct hmmt_device *hdev,
 	if (pgmap->owner != hdev)
 		return NULL;
 	return container_of(pgmap, struct hmmt_chunk, pagemap);
+}
+
+/* The same as a yes or no. */
+static bool hmmt_own_page(const struct hmmt_device *hdev,
+			  const struct page *page)
+{
+	return hmmt_own_chunk(hdev, page);
 }
 
 /* ---------------------------------------------------------------------------

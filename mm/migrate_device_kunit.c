@@ -718,6 +718,31 @@ static struct page *mvd_copy_page(struct kunit *test, struct page *page)
 }
 
 /*
+ * @nr new system pages, locked, page @i holding pattern @seed for index
+ * @i: destinations for a migration, allocated before the mmap lock.
+ */
+static struct page **mvd_pattern_pages(struct kunit *test, unsigned long nr,
+				       unsigned int seed)
+{
+	struct page **pages;
+	unsigned long i;
+
+	pages = kunit_kcalloc(test, nr, sizeof(*pages), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, pages);
+	for (i = 0; i < nr; i++) {
+		void *kaddr;
+
+		pages[i] = alloc_page(GFP_HIGHUSER_MOVABLE);
+		KUNIT_ASSERT_NOT_NULL(test, pages[i]);
+		kaddr = kmap_local_page(pages[i]);
+		mvd_pattern(kaddr, seed, i);
+		kunmap_local(kaddr);
+		lock_page(pages[i]);
+	}
+	return pages;
+}
+
+/*
  * A THP the range covers whole, without MIGRATE_VMA_SELECT_COMPOUND: one
  * entry per page, as 6.12 gives them, and each page moves on its own.
  */
@@ -856,19 +881,8 @@ static void mvd_test_huge_holes(struct kunit *test)
 	if (!thp)
 		kunit_skip(test, "no THP to be had");
 
-	/* The base pages for the second PMD, before the mmap lock. */
-	pages = kunit_kcalloc(test, pmd_nr, sizeof(*pages), GFP_KERNEL);
-	KUNIT_ASSERT_NOT_NULL(test, pages);
-	for (i = 0; i < pmd_nr; i++) {
-		void *kaddr;
-
-		pages[i] = alloc_page(GFP_HIGHUSER_MOVABLE);
-		KUNIT_ASSERT_NOT_NULL(test, pages[i]);
-		kaddr = kmap_local_page(pages[i]);
-		mvd_pattern(kaddr, 31, i);
-		kunmap_local(kaddr);
-		lock_page(pages[i]);
-	}
+	/* The base pages for the second PMD. */
+	pages = mvd_pattern_pages(test, pmd_nr, 31);
 
 	mvd_ctx_init(test, &c, 5 * pmd_nr, MIGRATE_VMA_SELECT_SYSTEM |
 		     MIGRATE_VMA_SELECT_COMPOUND);
@@ -1170,18 +1184,8 @@ static void mvd_test_device_pmd_locked(struct kunit *test)
 	if (!IS_ENABLED(CONFIG_ARCH_ENABLE_THP_MIGRATION))
 		kunit_skip(test, "no PMD migration entries");
 
-	/* The system pages it comes back to, before the mmap lock. */
-	pages = kunit_kcalloc(test, nr, sizeof(*pages), GFP_KERNEL);
-	KUNIT_ASSERT_NOT_NULL(test, pages);
-	for (i = 0; i < nr; i++) {
-		void *kaddr;
-
-		pages[i] = alloc_page(GFP_HIGHUSER_MOVABLE);
-		KUNIT_ASSERT_NOT_NULL(test, pages[i]);
-		kaddr = kmap_local_page(pages[i]);
-		mvd_pattern(kaddr, 41, i);
-		kunmap_local(kaddr);
-	}
+	/* The system pages it comes back to. */
+	pages = mvd_pattern_pages(test, nr, 41);
 	df = kunit_kzalloc(test, sizeof(*df), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, df);
 
@@ -1231,7 +1235,6 @@ static void mvd_test_device_pmd_locked(struct kunit *test)
 				    migrate_pfn(folio_pfn(dfolio) + i) |
 				    MIGRATE_PFN_MIGRATE | MIGRATE_PFN_WRITE,
 				    "entry %lu", i);
-		lock_page(pages[i]);
 		c.dst[i] = migrate_pfn(page_to_pfn(pages[i]));
 	}
 	migrate_vma_pages(&c.mig);
