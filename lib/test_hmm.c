@@ -304,6 +304,17 @@ static unsigned long hmmt_select_own(const struct hmmt_device *hdev)
 }
 
 /*
+ * The pgmap of ZONE_DEVICE page @page, which may be a tail page.  The same
+ * as page_pgmap() without its debug check, which in a module built for size
+ * stays a call: the lookups of a page's chunk run several times per page
+ * moved.
+ */
+static __always_inline struct dev_pagemap *hmmt_pgmap(const struct page *page)
+{
+	return page_folio(page)->pgmap;
+}
+
+/*
  * The chunk of @page if @page is in the memory of @hdev, of whichever kind,
  * else NULL: only @hdev's own pgmaps, device-private or device-coherent,
  * carry it as their owner.
@@ -315,7 +326,7 @@ static struct hmmt_chunk *hmmt_own_chunk(const struct hmmt_device *hdev,
 
 	if (!is_zone_device_page(page))
 		return NULL;
-	pgmap = page_pgmap(page);
+	pgmap = hmmt_pgmap(page);
 	if (pgmap->owner != hdev)
 		return NULL;
 	return container_of(pgmap, struct hmmt_chunk, pagemap);
@@ -567,7 +578,7 @@ static bool hmmt_inflight_changed(const struct hmmt_inflight *win,
 
 static struct hmmt_chunk *hmmt_page_chunk(struct page *page)
 {
-	return container_of(page_pgmap(page), struct hmmt_chunk, pagemap);
+	return container_of(hmmt_pgmap(page), struct hmmt_chunk, pagemap);
 }
 
 /* Device-private (or else device-coherent) memory? */
@@ -1000,7 +1011,8 @@ undo:
  */
 static void hmmt_folio_free(struct folio *folio)
 {
-	struct hmmt_chunk *chunk = hmmt_page_chunk(&folio->page);
+	struct hmmt_chunk *chunk = container_of(folio->pgmap, struct hmmt_chunk,
+						pagemap);
 	long i, nr = folio_nr_pages(folio);
 
 	/* A folio never spans two chunks. */
@@ -1451,15 +1463,21 @@ static int hmmt_migrate_range(struct hmmt_mirror *mirror,
 			      unsigned long end, bool to_dev)
 {
 	struct mm_struct *mm = mirror->notifier.mm;
-	struct hmmt_xfer *xfer;
-	unsigned long addr, next;
+	unsigned long addr, next, nr, *pfns;
 	int ret = 0;
 
 	/* The file may outlive the process that opened it. */
 	if (!mmget_not_zero(mm))
 		return -EINVAL;
-	xfer = kmalloc(sizeof(*xfer), GFP_KERNEL);
-	if (!xfer) {
+	/*
+	 * src and dst arrays for the largest batch of the range, see
+	 * hmmt_batch_end(): a short range makes a small allocation.  Always
+	 * taking room for HMMT_BATCH entries, 8 KiB, had the slab allocator
+	 * take a new slab and free it again on each call.
+	 */
+	nr = min_t(unsigned long, (end - start) >> PAGE_SHIFT, HMMT_BATCH);
+	pfns = kmalloc_array(2 * nr, sizeof(*pfns), GFP_KERNEL);
+	if (!pfns) {
 		ret = -ENOMEM;
 		goto out_mmput;
 	}
@@ -1472,8 +1490,8 @@ static int hmmt_migrate_range(struct hmmt_mirror *mirror,
 		struct vm_area_struct *vma = vma_lookup(mm, addr);
 		struct migrate_vma mig = {
 			.vma		= vma,
-			.src		= xfer->src,
-			.dst		= xfer->dst,
+			.src		= pfns,
+			.dst		= pfns + nr,
 			.pgmap_owner	= mirror->hdev,
 		};
 
@@ -1503,7 +1521,7 @@ static int hmmt_migrate_range(struct hmmt_mirror *mirror,
 
 	mmap_read_unlock(mm);
 out_free:
-	kfree(xfer);
+	kfree(pfns);
 out_mmput:
 	mmput(mm);
 	if (ret || !to_dev)
@@ -1893,7 +1911,7 @@ static int hmmt_ptab_fill(struct hmmt_mirror *mirror,
 		page = hmm_pfn_to_page(hpfn);
 		if (is_device_private_page(page)) {
 			/* Others' device memory is faulted back, not shown. */
-			if (page_pgmap(page)->owner != mirror->hdev) {
+			if (hmmt_pgmap(page)->owner != mirror->hdev) {
 				ret = -EFAULT;
 				break;
 			}
@@ -2239,11 +2257,11 @@ static u8 hmmt_snapshot_prot(struct hmmt_mirror *mirror, unsigned long hpfn)
 
 	page = hmm_pfn_to_page(hpfn);
 	if (is_device_private_page(page)) {
-		prot = page_pgmap(page)->owner == mirror->hdev ?
+		prot = hmmt_pgmap(page)->owner == mirror->hdev ?
 		       HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL :
 		       HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
 	} else if (is_device_coherent_page(page)) {
-		prot = page_pgmap(page)->owner == mirror->hdev ?
+		prot = hmmt_pgmap(page)->owner == mirror->hdev ?
 		       HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL :
 		       HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE;
 	} else if (is_zero_pfn(page_to_pfn(page))) {
