@@ -120,6 +120,31 @@ static struct page *pool_alloc_page(void)
 	return pfn_to_page(pool.base_pfn + idx);
 }
 
+/*
+ * Give pool page @idx back, with the same code in both builds.  It used to
+ * be pool_put(idx, 1): where the kernel has the THP API, pool_put() has
+ * several callers, stays out of line and calls bitmap_clear() out of line,
+ * which cost about 50 instructions per page more than in the reference's
+ * build, where it was inlined with nr = 1.  Every row that frees device
+ * pages in its timed part (to-sys, evict) paid that.
+ */
+static void pool_put_page(unsigned long idx)
+{
+	spin_lock(&pool.lock);
+	if (!WARN_ON_ONCE(idx >= pool.npages || !test_bit(idx, pool.used))) {
+		__clear_bit(idx, pool.used);
+		pool.nr_used--;
+	}
+	spin_unlock(&pool.lock);
+}
+
+/* dev_pagemap_ops.page_free: the last reference to a pool page is gone */
+static void bench_page_free(struct page *page)
+{
+	pool_put_page(page_to_pfn(page) - pool.base_pfn);
+}
+
+#if BENCH_THP
 /* Give @nr pool pages from index @idx back. */
 static void pool_put(unsigned long idx, unsigned long nr)
 {
@@ -133,13 +158,6 @@ static void pool_put(unsigned long idx, unsigned long nr)
 	spin_unlock(&pool.lock);
 }
 
-/* dev_pagemap_ops.page_free: the last reference to a pool page is gone */
-static void bench_page_free(struct page *page)
-{
-	pool_put(page_to_pfn(page) - pool.base_pfn, 1);
-}
-
-#if BENCH_THP
 /*
  * A PMD-sized pool folio, physically aligned, locked and with its first
  * reference, as pool_alloc_page() hands out pages; NULL if the pool has no
@@ -414,11 +432,16 @@ static unsigned long bench_free_pages(void)
 /*
  * Free-memory sampler for HMM_BENCH_F_SAMPLE: a kthread that watches
  * bench_free_pages() while the timed calls run and keeps the lowest value.
+ * The baseline is taken once the thread exists: its own stack (four pages
+ * without VMAP_STACK) would otherwise count as a drop, or not, when the
+ * stack of the previous sampler is freed after its RCU grace period in the
+ * same window.  @go tells the thread that @start and @low are set.
  */
 struct bench_sampler {
 	struct task_struct	*task;
 	unsigned long		start;
 	unsigned long		low;
+	bool			go;
 };
 
 static int sampler_fn(void *data)
@@ -426,10 +449,13 @@ static int sampler_fn(void *data)
 	struct bench_sampler *s = data;
 
 	while (!kthread_should_stop()) {
-		unsigned long v = bench_free_pages();
+		/* A sample counts only if taken after the baseline. */
+		if (smp_load_acquire(&s->go)) {
+			unsigned long v = bench_free_pages();
 
-		if (v < READ_ONCE(s->low))
-			WRITE_ONCE(s->low, v);
+			if (v < READ_ONCE(s->low))
+				WRITE_ONCE(s->low, v);
+		}
 		usleep_range(20, 50);
 	}
 	return 0;
@@ -438,12 +464,15 @@ static int sampler_fn(void *data)
 static void sampler_start(struct bench_sampler *s, bool on)
 {
 	s->task = NULL;
-	s->start = bench_free_pages();
-	s->low = s->start;
+	s->go = false;
 	if (on)
 		s->task = kthread_run(sampler_fn, s, "hmm_bench_sample");
 	if (IS_ERR(s->task))
 		s->task = NULL;
+	s->start = bench_free_pages();
+	s->low = s->start;
+	/* Pairs with the acquire in sampler_fn(): @low is set before. */
+	smp_store_release(&s->go, true);
 }
 
 /* Stop sampling; the peak drop of free memory in bytes (0 if off). */

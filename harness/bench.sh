@@ -51,6 +51,14 @@ guest_prologue="for i in 1 2 3 4 5 6 7 8 9 10; do case \$(cat $cs) in *jiffies*)
 case \$(cat $cs) in *jiffies*) echo 'the guest clock has only jiffies' >&2; exit 1 ;; esac
 echo clocksource \$(cat $cs) >&2"
 
+# No address-space randomization, of the kernel or of user mappings: the
+# guest seeds it from the host's clock at each boot, and where a buffer
+# lands decides how many page tables it spans.  In session 16 one boot
+# timed every snapshot and fault-read 64K call of an unchanged kernel
+# slower than the boots before and after it, fault-read by about 6000
+# instructions: most likely a buffer that spanned one more page table.
+bench_cmdline="transparent_hugepage=madvise nokaslr norandmaps"
+
 # boot MODE ROUND KERNEL: one guest run of the benchmark program.
 boot() {
 	local mode=$1 round=$2 kernel=$3 variant out name rc=0
@@ -63,7 +71,7 @@ boot() {
 	"$HARNESS/guest/run-command.sh" --kernel "$out/arch/x86/boot/bzImage" \
 		--modules "$out/mods" --file "$BUILD/bench/$variant/hmm_bench.ko" \
 		--file "$BUILD/bench/$variant/hmm-bench" --mem 4096 --smp 2 \
-		--timeout "${BENCH_TIMEOUT:-5400}" --append "transparent_hugepage=madvise" \
+		--timeout "${BENCH_TIMEOUT:-5400}" --append "$bench_cmdline" \
 		--log "$raw/$name.log" ${extra[@]+"${extra[@]}"} -- \
 		sh -c "$guest_prologue && insmod /lib/modules/test_hmm.ko && insmod /files/hmm_bench.ko && /files/hmm-bench $args" \
 		>"$raw/$name.out" 2>"$raw/$name.err" || rc=$?
