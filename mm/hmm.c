@@ -232,24 +232,29 @@ static int hmm_fault_page(struct vm_area_struct *vma, unsigned long addr,
 static int hmm_fault_run(struct hmm_walk_state *ws, struct vm_area_struct *vma,
 			 bool one_leaf)
 {
-	unsigned long addr, want = 0;
+	unsigned long addr, want = hmm_wanted(ws, ws->run_start);
+	/* Without per-page requests every page of the run asks the same. */
+	bool per_page = ws->range->pfn_flags_mask;
 	int ret;
 
-	ws->faulted += one_leaf ? 1 :
-		       (ws->run_end - ws->run_start) >> PAGE_SHIFT;
-	for (addr = ws->run_start; addr < ws->run_end; addr += PAGE_SIZE) {
-		if (one_leaf) {
-			want |= hmm_wanted(ws, addr);
-			continue;
-		}
-		ret = hmm_fault_page(vma, addr, hmm_wanted(ws, addr));
-		if (ret)
-			return ret;
-	}
 	if (one_leaf) {
+		ws->faulted++;
+		for (addr = ws->run_start + PAGE_SIZE;
+		     per_page && addr < ws->run_end; addr += PAGE_SIZE)
+			want |= hmm_wanted(ws, addr);
 		ret = hmm_fault_page(vma, ws->run_start, want);
 		if (ret)
 			return ret;
+	} else {
+		ws->faulted += (ws->run_end - ws->run_start) >> PAGE_SHIFT;
+		for (addr = ws->run_start; addr < ws->run_end;
+		     addr += PAGE_SIZE) {
+			if (per_page)
+				want = hmm_wanted(ws, addr);
+			ret = hmm_fault_page(vma, addr, want);
+			if (ret)
+				return ret;
+		}
 	}
 	ws->restart = ws->run_start;
 	return HMM_WALK_RESTART;
