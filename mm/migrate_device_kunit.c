@@ -717,29 +717,69 @@ static struct page *mvd_copy_page(struct kunit *test, struct page *page)
 	return new;
 }
 
+/* The test's own references on the pages of mvd_pattern_pages(). */
+struct mvd_held_pages {
+	struct page **page;
+	unsigned long nr;
+};
+
+static void mvd_held_pages_release(void *data)
+{
+	struct mvd_held_pages *held = data;
+	unsigned long i;
+
+	for (i = 0; i < held->nr && held->page[i]; i++)
+		put_page(held->page[i]);
+}
+
 /*
- * @nr new system pages, locked, page @i holding pattern @seed for index
- * @i: destinations for a migration, allocated before the mmap lock.
+ * @nr new system pages, page @i holding pattern @seed for index @i,
+ * allocated before the mmap lock.  The test keeps one reference on each
+ * until it ends, whatever fails before: a migration gets its own
+ * destination reference through mvd_dst_pfn().
  */
 static struct page **mvd_pattern_pages(struct kunit *test, unsigned long nr,
 				       unsigned int seed)
 {
-	struct page **pages;
+	struct mvd_held_pages *held;
 	unsigned long i;
 
-	pages = kunit_kcalloc(test, nr, sizeof(*pages), GFP_KERNEL);
-	KUNIT_ASSERT_NOT_NULL(test, pages);
+	held = kunit_kzalloc(test, sizeof(*held), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, held);
+	held->page = kunit_kcalloc(test, nr, sizeof(*held->page), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, held->page);
+	held->nr = nr;
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
+							mvd_held_pages_release,
+							held), 0);
 	for (i = 0; i < nr; i++) {
+		struct page *page = alloc_page(GFP_HIGHUSER_MOVABLE);
 		void *kaddr;
 
-		pages[i] = alloc_page(GFP_HIGHUSER_MOVABLE);
-		KUNIT_ASSERT_NOT_NULL(test, pages[i]);
-		kaddr = kmap_local_page(pages[i]);
+		KUNIT_ASSERT_NOT_NULL(test, page);
+		kaddr = kmap_local_page(page);
 		mvd_pattern(kaddr, seed, i);
 		kunmap_local(kaddr);
-		lock_page(pages[i]);
+		held->page[i] = page;
 	}
-	return pages;
+	return held->page;
+}
+
+static void mvd_folio_put(void *folio)
+{
+	folio_put(folio);
+}
+
+/*
+ * A dst entry for @page, which the test holds: locked and with a reference
+ * of its own, which migrate_vma_finalize() drops whether @page was used or
+ * not.
+ */
+static unsigned long mvd_dst_pfn(struct page *page)
+{
+	get_page(page);
+	lock_page(page);
+	return migrate_pfn(page_to_pfn(page));
 }
 
 /*
@@ -880,6 +920,9 @@ static void mvd_test_huge_holes(struct kunit *test)
 	thp = folio_alloc(GFP_TRANSHUGE | __GFP_ZERO, PMD_SHIFT - PAGE_SHIFT);
 	if (!thp)
 		kunit_skip(test, "no THP to be had");
+	/* The allocation's reference is the test's until it ends. */
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, mvd_folio_put,
+							thp), 0);
 
 	/* The base pages for the second PMD. */
 	pages = mvd_pattern_pages(test, pmd_nr, 31);
@@ -906,10 +949,9 @@ static void mvd_test_huge_holes(struct kunit *test)
 		KUNIT_EXPECT_EQ_MSG(test, c.src[i], want, "entry %lu", i);
 	}
 
-	folio_lock(thp);
-	c.dst[first] = migrate_pfn(folio_pfn(thp)) | MIGRATE_PFN_COMPOUND;
+	c.dst[first] = mvd_dst_pfn(&thp->page) | MIGRATE_PFN_COMPOUND;
 	for (i = 0; i < pmd_nr; i++)
-		c.dst[second + i] = migrate_pfn(page_to_pfn(pages[i]));
+		c.dst[second + i] = mvd_dst_pfn(pages[i]);
 	migrate_vma_pages(&c.mig);
 	for (i = 0; i < nr; i++) {
 		unsigned long want = 0;
@@ -1235,7 +1277,7 @@ static void mvd_test_device_pmd_locked(struct kunit *test)
 				    migrate_pfn(folio_pfn(dfolio) + i) |
 				    MIGRATE_PFN_MIGRATE | MIGRATE_PFN_WRITE,
 				    "entry %lu", i);
-		c.dst[i] = migrate_pfn(page_to_pfn(pages[i]));
+		c.dst[i] = mvd_dst_pfn(pages[i]);
 	}
 	migrate_vma_pages(&c.mig);
 	for (i = 0; i < nr; i++)
