@@ -57,7 +57,7 @@ for kernel in ours reference; do
 		--modules "$out/mods" --file "$BUILD/bench/$v/hmm_bench.ko" \
 		--file "$BUILD/bench/$v/hmm-bench" --mem 4096 --smp 2 --icount 0 \
 		--timeout "${PROFILE_TIMEOUT:-3600}" --log "$d/console.log" \
-		--append "transparent_hugepage=madvise nokaslr" -- \
+		--append "transparent_hugepage=madvise nokaslr norandmaps" -- \
 		sh -c "$wait_clock; insmod /lib/modules/test_hmm.ko && insmod /files/hmm_bench.ko && /files/hmm-bench $args && echo MODULES && cat /proc/modules" \
 		>"$d/guest.out"
 	sed -n '/^MODULES$/,$p' "$d/guest.out" | tail -n +2 >"$d/modules"
