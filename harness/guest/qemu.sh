@@ -23,7 +23,10 @@ usage: $prog --kernel BZIMAGE --initrd FILE --log FILE [--append "EXTRA CMDLINE"
   --smp N      guest CPUs (default 2)
   --icount S   TCG instruction counting (-icount shift=S,sleep=off): the
                guest clock advances 2^S ns per instruction, so guest timings
-               count instructions and no longer depend on the host's load
+               count instructions and no longer depend on the host's load;
+               with -seed 1 and an RTC that starts on 2026-01-01 and follows
+               the guest clock, the guest draws the same random numbers
+               (KASLR, mmap bases, RDRAND) at every boot, so a run repeats
 
 Environment: HMMCI_ACCEL=kvm uses KVM instead of TCG; HMMCI_VERBOSE=1 also
 streams the console to stdout.
@@ -89,7 +92,9 @@ qemu=(qemu-system-x86_64
 	-kernel "$kernel" -initrd "$initrd" -append "$cmdline")
 if [ -n "$icount" ]; then
 	[ "$accel" = tcg ] || die "--icount needs TCG, not HMMCI_ACCEL=$accel"
-	qemu+=(-icount "shift=$icount,sleep=off")
+	# No input from the host's clock or entropy: see --icount above.
+	qemu+=(-icount "shift=$icount,sleep=off" -seed 1
+		-rtc "base=2026-01-01T00:00:00,clock=vm")
 fi
 
 tail_pid=''
