@@ -51,12 +51,11 @@ guest_prologue="for i in 1 2 3 4 5 6 7 8 9 10; do case \$(cat $cs) in *jiffies*)
 case \$(cat $cs) in *jiffies*) echo 'the guest clock has only jiffies' >&2; exit 1 ;; esac
 echo clocksource \$(cat $cs) >&2"
 
-# No address-space randomization, of the kernel or of user mappings: the
-# guest seeds it from the host's clock at each boot, and where a buffer
-# lands decides how many page tables it spans.  In session 16 one boot
-# timed every snapshot and fault-read 64K call of an unchanged kernel
-# slower than the boots before and after it, fault-read by about 6000
-# instructions: most likely a buffer that spanned one more page table.
+# No address-space randomization, of the kernel or of user mappings, so
+# that both kernels lay the benchmark's memory out alike.  The -icount
+# boots also get fixed random numbers (harness/guest/qemu.sh); before
+# both, one boot timed every snapshot and fault-read 64K call of an
+# unchanged kernel slower, fault-read by about 6000 instructions.
 bench_cmdline="transparent_hugepage=madvise nokaslr norandmaps"
 
 # boot MODE ROUND KERNEL: one guest run of the benchmark program.
