@@ -842,6 +842,77 @@ static void hmm_kunit_exclusive_unsplittable(struct kunit *test)
 					      0x77));
 }
 
+/*
+ * A THP followed by a hole: one GUP call takes the whole THP, PTE-mapped,
+ * and stops short at the hole.  The THP's first page ends that batch (its
+ * split must find only our reference), the rest of the range is taken by
+ * a second GUP, and the result counts the pages up to the hole, as 6.12's
+ * single GUP call does.  Every page comes back made exclusive on its own.
+ */
+static void hmm_kunit_exclusive_thp_hole(struct kunit *test)
+{
+	const unsigned long nr = PMD_SIZE >> PAGE_SHIFT;
+	unsigned long huge, first, i, held = 0, *pfns;
+	struct hmm_kunit_mirror *m;
+	struct page **pages, *page = NULL;
+	bool large;
+	long ret;
+
+	if (!IS_ENABLED(CONFIG_TRANSPARENT_HUGEPAGE))
+		kunit_skip(test, "no THP support");
+	if (IS_ENABLED(CONFIG_HIGHPTE))
+		kunit_skip(test, "page tables may be in highmem");
+	m = hmm_kunit_map(test, 3 * nr, PROT_READ | PROT_WRITE);
+	hmm_kunit_want_thp(test, m);
+	huge = ALIGN(m->addr, PMD_SIZE);
+	first = (huge - m->addr) >> PAGE_SHIFT;
+	hmm_kunit_write(test, m, first, 0x5a);
+	hmm_kunit_write(test, m, first + nr - 1, 0x5b);
+	KUNIT_ASSERT_EQ(test, vm_munmap(huge + PMD_SIZE, PAGE_SIZE), 0);
+
+	mmap_read_lock(current->mm);
+	ret = get_user_pages(huge, 1, 0, &page);
+	mmap_read_unlock(current->mm);
+	KUNIT_ASSERT_EQ(test, ret, 1);
+	large = folio_test_large(page_folio(page));
+	put_page(page);
+	KUNIT_ASSERT_TRUE_MSG(test, large, "the write fault did not give a THP");
+
+	pages = kunit_kcalloc(test, nr + 4, sizeof(*pages), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, pages);
+	pfns = kunit_kcalloc(test, nr, sizeof(*pfns), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, pfns);
+	mmap_read_lock(current->mm);
+	ret = make_device_exclusive_range(current->mm, huge,
+					  huge + PMD_SIZE + 4 * PAGE_SIZE,
+					  pages, m);
+	mmap_read_unlock(current->mm);
+
+	KUNIT_EXPECT_EQ(test, ret, nr);
+	for (i = 0; i < nr && i < ret; i++) {
+		if (!pages[i])
+			continue;
+		held++;
+		pfns[i] = page_to_pfn(pages[i]);
+		KUNIT_EXPECT_FALSE(test, folio_test_large(page_folio(pages[i])));
+		unlock_page(pages[i]);
+		put_page(pages[i]);
+	}
+	KUNIT_EXPECT_EQ(test, held, nr);
+	if (held != nr)
+		return;
+	/* No CPU access yet: every entry is still device-exclusive. */
+	for (i = 0; i < nr; i++)
+		if (!hmm_kunit_is_exclusive(huge + i * PAGE_SIZE, pfns[i]))
+			break;
+	KUNIT_EXPECT_EQ(test, i, nr);
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_cpu_reads(test, m, first, 0x5a));
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_cpu_reads(test, m, first + 1, 0));
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_cpu_reads(test, m, first + nr - 1,
+						    0x5b));
+	KUNIT_EXPECT_TRUE(test, hmm_kunit_is_present(huge, pfns[0]));
+}
+
 static struct kunit_case hmm_kunit_cases[] = {
 	KUNIT_CASE(hmm_kunit_fault_read),
 	KUNIT_CASE(hmm_kunit_fault_write),
@@ -856,6 +927,7 @@ static struct kunit_case hmm_kunit_cases[] = {
 	KUNIT_CASE(hmm_kunit_exclusive_referenced),
 	KUNIT_CASE(hmm_kunit_exclusive_idle),
 	KUNIT_CASE(hmm_kunit_exclusive_unsplittable),
+	KUNIT_CASE(hmm_kunit_exclusive_thp_hole),
 	{}
 };
 

@@ -5017,6 +5017,54 @@ TEST_F(hmm, exclusive_thp_part)
 	munmap(buf, bytes);
 }
 
+/*
+ * One range over three VMAs: 4 KiB pages, two THPs, 4 KiB pages.  The
+ * kernel takes it with few GUP calls, ending one at each THP, which is
+ * split: every page is made exclusive, the data stays where it was.
+ */
+TEST_F(hmm, exclusive_thp_vmas)
+{
+	unsigned long edge = 8, n;
+	size_t huge = 2 * SZ_2M, bytes = huge + 2 * edge * self->ps;
+	struct hmm_dmirror_cmd cmd;
+	char *buf, *start, *in, *out;
+
+	if (!thp_possible())
+		SKIP(return, "transparent huge pages are disabled");
+	buf = map_aligned(huge + 2 * SZ_2M, SZ_2M);
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(madvise(buf, SZ_2M, MADV_NOHUGEPAGE), 0);
+	ASSERT_EQ(madvise(buf + SZ_2M, huge, MADV_HUGEPAGE), 0);
+	ASSERT_EQ(madvise(buf + SZ_2M + huge, SZ_2M, MADV_NOHUGEPAGE), 0);
+	start = buf + SZ_2M - edge * self->ps;
+	n = bytes / self->ps;
+	fill(start, bytes, 346);
+	if (smaps_kb(buf + SZ_2M, "AnonHugePages:") < (long)(huge >> 10))
+		SKIP(return, "no huge page could be allocated");
+	in = malloc(bytes);
+	ASSERT_NE(in, NULL);
+	out = malloc(bytes);
+	ASSERT_NE(out, NULL);
+
+	ASSERT_EQ(dev_exclusive(self->fd, start, out, n), 0);
+	ASSERT_EQ(verify(out, bytes, 346), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, start, n), -EPERM);
+	ASSERT_EQ(count_on_device(start, n), n);
+	ASSERT_EQ(smaps_kb(buf + SZ_2M, "AnonHugePages:"), 0);
+
+	fill(in, bytes, 347);
+	ASSERT_EQ(dev_write(self->fd, start, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(start, bytes, 347), -1);
+	ASSERT_EQ(dev_check_exclusive(self->fd, start, n), 0);
+	ASSERT_EQ(count_in_system(start, n), n);
+
+	free(out);
+	free(in);
+	munmap(buf, huge + 2 * SZ_2M);
+}
+
 /* hugetlbfs memory is refused (6.12 hit a BUG here), and left intact. */
 TEST_F(hmm, exclusive_hugetlbfs_refused)
 {
