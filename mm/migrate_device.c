@@ -845,41 +845,49 @@ static bool mvd_folio_movable(struct folio *folio, bool is_fault_page)
 	return folio_ref_count(folio) == expected;
 }
 
-/* Device memory holding process memory: what migrate_device_range() takes. */
-static bool mvd_device_folio(const struct folio *folio)
+/*
+ * Device memory holding process memory: what migrate_device_range() takes.
+ * folio_is_device_private() || folio_is_device_coherent() with one load of
+ * the pgmap, inline: an eviction asks this of every page it collects.
+ */
+static __always_inline bool mvd_device_folio(const struct folio *folio)
 {
-	return folio_is_device_private(folio) ||
-	       folio_is_device_coherent(folio);
+	enum memory_type type;
+
+	if (!folio_is_zone_device(folio))
+		return false;
+	type = folio->pgmap->type;
+	return type == MEMORY_DEVICE_PRIVATE || type == MEMORY_DEVICE_COHERENT;
 }
 
 /* How often an eviction looks again at a device page with a stray reference. */
 #define MVD_EVICT_PATIENCE	32
 
 /*
- * mvd_folio_movable() for an eviction.  A device-private folio cannot be
- * pinned, so an extra reference on it is always a short-lived one: most
- * often a CPU fault that has just migrated the page's previous contents
- * away and unlocked it but not yet dropped its reference, or a migration
- * collector that lost the trylock race.  A device-coherent folio can only
- * be pinned for a short time too (a long-term pin migrates it first), by
- * direct I/O or process_vm_readv() say.  An eviction that gave up there
- * would leave the page on the device for good, so it waits a little for
- * such a reference to go away; the wait is bounded, in case a driver keeps
- * references of its own.
+ * An eviction's second chance, after mvd_folio_movable() said no.  A
+ * device-private folio cannot be pinned, so an extra reference on it is
+ * always a short-lived one: most often a CPU fault that has just migrated
+ * the page's previous contents away and unlocked it but not yet dropped its
+ * reference, or a migration collector that lost the trylock race.  A
+ * device-coherent folio can only be pinned for a short time too (a long-term
+ * pin migrates it first), by direct I/O or process_vm_readv() say.  An
+ * eviction that gave up there would leave the page on the device for good,
+ * so it waits a little for such a reference to go away; the wait is bounded,
+ * in case a driver keeps references of its own.
  */
 static bool mvd_folio_evictable(struct folio *folio)
 {
 	int tries;
 
 	for (tries = 0; tries < MVD_EVICT_PATIENCE; tries++) {
-		if (mvd_folio_movable(folio, false))
-			return true;
 		if (!mvd_device_folio(folio) || folio_mapped(folio))
 			return false;
 		if (tries < MVD_EVICT_PATIENCE / 2)
 			cond_resched();
 		else
 			usleep_range(1000, 2000);
+		if (mvd_folio_movable(folio, false))
+			return true;
 	}
 	return false;
 }
@@ -932,8 +940,8 @@ static bool mvd_unmap_folio(struct folio *folio, bool is_fault_page,
 	if (folio_mapped(folio))
 		try_to_migrate(folio, evict ? TTU_SYNC : 0);
 
-	if (evict ? mvd_folio_evictable(folio) :
-		    mvd_folio_movable(folio, is_fault_page))
+	if (mvd_folio_movable(folio, is_fault_page) ||
+	    (evict && mvd_folio_evictable(folio)))
 		return true;
 
 restore:
@@ -1460,7 +1468,7 @@ static bool mvd_split_evicted(unsigned long *src, unsigned long i)
 	};
 
 	/* Splitting the PMDs for a split that cannot be is no use. */
-	if (!mvd_folio_evictable(folio))
+	if (!mvd_folio_movable(folio, false) && !mvd_folio_evictable(folio))
 		return false;
 	rmap_walk(folio, &rwc);
 	if (folio_split_unmapped(folio, 0))
@@ -1689,12 +1697,19 @@ static struct folio *mvd_get_device_page_folio(struct page *page)
 	 */
 	if (!folio_try_get(folio))
 		return folio_test_locked(folio) ? ERR_PTR(-EAGAIN) : NULL;
+	/*
+	 * @page was a head (or order-0) page: it still is.  A tail page has
+	 * no reference count of its own, so it could not have been the page
+	 * we got, and a folio we hold a reference on is neither split nor
+	 * freed.
+	 */
+	if (likely(&folio->page == page))
+		return folio;
 	if (unlikely(page_folio(page) != folio)) {
 		folio_put(folio);
 		return ERR_PTR(-EAGAIN);
 	}
-	if (unlikely(&folio->page != page &&
-		     page_to_pfn(page) - folio_pfn(folio) >=
+	if (unlikely(page_to_pfn(page) - folio_pfn(folio) >=
 		     folio_nr_pages(folio))) {
 		folio_put(folio);
 		return NULL;
@@ -1730,8 +1745,8 @@ static struct folio *mvd_get_device_page_folio(struct page *page)
  * caller holds while evicting.  That one is polled for a bounded time
  * instead of slept on.
  */
-static struct folio *mvd_lock_device_folio(struct page *page,
-					   unsigned long room)
+static noinline struct folio *mvd_lock_device_folio(struct page *page,
+						    unsigned long room)
 {
 	unsigned int polls = 0;
 	struct folio *folio;
@@ -1757,8 +1772,9 @@ static struct folio *mvd_lock_device_folio(struct page *page,
 			 */
 			if (!folio_test_large(folio) ||
 			    (&folio->page == page &&
-			     folio_nr_pages(folio) <= room) ||
-			    !split_huge_page(page))
+			     folio_nr_pages(folio) <= room))
+				return folio;
+			if (!split_huge_page(page))
 				return page_folio(page);
 			folio_unlock(folio);
 			folio_put(folio);
@@ -1775,6 +1791,25 @@ poll:
 			return NULL;
 		usleep_range(1000, 2000);
 	}
+}
+
+/*
+ * The common case of mvd_lock_device_folio(), inline: @page is an order-0
+ * device folio in use, which nobody holds locked.  Returns it referenced
+ * and locked; NULL, with nothing changed, in any other case.
+ */
+static __always_inline struct folio *mvd_trylock_device_page(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	/* A head page we hold stays one, see mvd_get_device_page_folio(). */
+	if (&folio->page != page || !folio_try_get(folio))
+		return NULL;
+	if (mvd_device_folio(folio) && !folio_test_large(folio) &&
+	    folio_trylock(folio))
+		return folio;
+	folio_put(folio);
+	return NULL;
 }
 
 /**
@@ -1831,9 +1866,13 @@ int migrate_device_range(unsigned long *src_pfns, unsigned long start,
 			valid = pfn_valid(pfn);
 		nr = 1;
 		src_pfns[i] = 0;
-		if (valid)
-			folio = mvd_lock_device_folio(pfn_to_page(pfn),
-						      npages - i);
+		if (valid) {
+			struct page *page = pfn_to_page(pfn);
+
+			folio = mvd_trylock_device_page(page);
+			if (!folio)
+				folio = mvd_lock_device_folio(page, npages - i);
+		}
 		if (!folio)
 			continue;
 		src_pfns[i] = migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE;
