@@ -96,7 +96,7 @@ static atomic64_t fault_ns;
 #define BENCH_PFN_COMPOUND	0
 #endif
 
-static struct page *pool_alloc_page(void)
+static __always_inline struct page *pool_alloc_page(void)
 {
 	unsigned long idx;
 
@@ -254,7 +254,7 @@ static unsigned long pool_used(void)
 }
 
 /* A locked, zeroed system page to migrate a device page back into. */
-static unsigned long sys_dst_pfn(gfp_t gfp)
+static __always_inline unsigned long sys_dst_pfn(gfp_t gfp)
 {
 	struct page *page = alloc_page(gfp | __GFP_ZERO);
 
@@ -267,8 +267,10 @@ static unsigned long sys_dst_pfn(gfp_t gfp)
 /*
  * The destination of the collected entry @src: a pool page when
  * @to_device, else a system page allocated with @gfp; 0 if there is none.
+ * Inline in both builds, as the helpers it calls (see Kbuild).
  */
-static unsigned long dst_page(unsigned long src, bool to_device, gfp_t gfp)
+static __always_inline unsigned long dst_page(unsigned long src,
+					      bool to_device, gfp_t gfp)
 {
 	struct page *dpage;
 
