@@ -83,7 +83,7 @@ def write_expected(tmp: str, text: str) -> Path:
 
 def coherent_skipped(tmp: str) -> tuple[list[str], results.Expectations]:
     """real-default-always.log as a guest without device-coherent memory
-    reports it (the 103 device-coherent variants of hmm-tests skip), and
+    reports it (the 104 device-coherent variants of hmm-tests skip), and
     expectations in tmp that list those skips: a run with a known skip
     reason, for the tests of skips."""
     lines = real_lines()
@@ -91,10 +91,10 @@ def coherent_skipped(tmp: str) -> tuple[list[str], results.Expectations]:
     for i in range(begin, end):
         if re.fullmatch(r"ok \d+ hmm2?\.hmm2?_device_coherent\.\S+", lines[i]):
             lines[i] += f" # SKIP {COHERENT}"
-    lines = replace(lines, "# Totals: pass:241 fail:0 xfail:0 xpass:0 skip:0 error:0",
-                    "# Totals: pass:138 fail:0 xfail:0 xpass:0 skip:103 error:0")
-    text = re.sub(r"^hmm-tests +241 +241 +0$",
-                  f"hmm-tests 241 138 103\n    skip 103 {COHERENT}",
+    lines = replace(lines, "# Totals: pass:243 fail:0 xfail:0 xpass:0 skip:0 error:0",
+                    "# Totals: pass:139 fail:0 xfail:0 xpass:0 skip:104 error:0")
+    text = re.sub(r"^hmm-tests +243 +243 +0$",
+                  f"hmm-tests 243 139 104\n    skip 104 {COHERENT}",
                   EXPECTED.read_text(), count=1, flags=re.M)
     return lines, results.load_expectations(write_expected(tmp, text))
 
@@ -151,7 +151,7 @@ class RepositoryFileTest(unittest.TestCase):
             self.assertEqual((hmm_tests.skipped, hmm_tests.skips), (0, {}))
         coherent = [name for name in self.expected.names["hmm-tests"]
                     if "_device_coherent." in name]
-        self.assertEqual(len(coherent), 103)
+        self.assertEqual(len(coherent), 104)
 
     def test_the_compatibility_suites_skip_nothing(self):
         # 6.12's own hmm-tests, and ours through run_vmtests.sh, run whole.
@@ -205,10 +205,10 @@ class RealLogTest(unittest.TestCase):
         counts = {s["name"]: (s["passed"], s["failed"], s["skipped"]) for s in report["suites"]}
         self.assertEqual(counts, {
             "hmm_swap_kunit": (12, 0, 0), "migrate_device_kunit": (26, 0, 0),
-            "hmm_kunit": (13, 0, 0), "hmm-tests": (241, 0, 0), "hmm-tests-6.12": (58, 0, 0),
+            "hmm_kunit": (14, 0, 0), "hmm-tests": (243, 0, 0), "hmm-tests-6.12": (58, 0, 0),
             "hmm-stress": (1, 0, 0), "hmm-fuzz": (1, 0, 0),
             "bench-smoke": (1, 0, 0), "unload-test_hmm": (1, 0, 0),
-            "run_vmtests-hmm": (241, 0, 0)})
+            "run_vmtests-hmm": (243, 0, 0)})
 
 
 class FailureModeTest(unittest.TestCase):
@@ -224,22 +224,22 @@ class FailureModeTest(unittest.TestCase):
 
     def test_a_test_removed(self):
         lines = replace(self.lines, "ok 2 hmm.hmm_device_private.migrate_readback", None)
-        lines = replace(lines, "1..241", "1..240")
+        lines = replace(lines, "1..243", "1..242")
         self.assertProblems(lines, [
-            "suite hmm-tests: 240 tests (240 passed, 0 failed, 0 skipped), harness/expected "
-            "expects 241 (241 passed, 0 skipped)",
+            "suite hmm-tests: 242 tests (242 passed, 0 failed, 0 skipped), harness/expected "
+            "expects 243 (243 passed, 0 skipped)",
             "suite hmm-tests: 1 test is missing (listed in harness/expected; removed or "
             "renamed?): hmm.hmm_device_private.migrate_readback",
         ])
 
     def test_a_test_added(self):
-        lines = replace(self.lines, "    ok 13 hmm_kunit_exclusive_unsplittable",
-                        "    ok 13 hmm_kunit_exclusive_unsplittable\n"
-                        "[    2.2]     ok 14 hmm_kunit_brand_new")
-        lines = replace("\n".join(lines).split("\n"), "    1..13", "    1..14")
+        lines = replace(self.lines, "    ok 14 hmm_kunit_exclusive_thp_hole",
+                        "    ok 14 hmm_kunit_exclusive_thp_hole\n"
+                        "[    2.2]     ok 15 hmm_kunit_brand_new")
+        lines = replace("\n".join(lines).split("\n"), "    1..14", "    1..15")
         self.assertProblems(lines, [
-            "suite hmm_kunit: 14 tests (14 passed, 0 failed, 0 skipped), harness/expected "
-            "expects 13 (13 passed, 0 skipped)",
+            "suite hmm_kunit: 15 tests (15 passed, 0 failed, 0 skipped), harness/expected "
+            "expects 14 (14 passed, 0 skipped)",
             "suite hmm_kunit: 1 test is not in harness/expected (new or renamed?): "
             "hmm_range_fault.hmm_kunit_brand_new",
         ])
@@ -271,7 +271,7 @@ class FailureModeTest(unittest.TestCase):
         lines = replace(lines, "ok 2 hmm.hmm_device_private.migrate_readback",
                         f"ok 2 hmm.hmm_device_private.migrate_readback # SKIP {COHERENT}")
         self.assertEqual(judge(lines, expected=expected)["problems"], [
-            f"suite hmm-tests: 104 skipped for '{COHERENT}', {expected.label} expects 103"])
+            f"suite hmm-tests: 105 skipped for '{COHERENT}', {expected.label} expects 104"])
 
     def test_a_new_skip_for_a_new_reason(self):
         lines = replace(self.lines, "    ok 10 hmm_kunit_thp",
@@ -293,7 +293,7 @@ class FailureModeTest(unittest.TestCase):
         lines = replace(lines, f"{name} # SKIP {COHERENT}",
                         f"{name} # SKIP hmm_dmirror2 busy")
         self.assertEqual(judge(lines, expected=expected)["problems"], [
-            f"suite hmm-tests: 102 skipped for '{COHERENT}', {expected.label} expects 103",
+            f"suite hmm-tests: 103 skipped for '{COHERENT}', {expected.label} expects 104",
             f"suite hmm-tests: 1 skipped for 'hmm_dmirror2 busy', a reason {expected.label} "
             f"does not list: {name}",
         ])
@@ -311,27 +311,27 @@ class FailureModeTest(unittest.TestCase):
         lines, expected = self.coherent_skipped()
         lines = replace(lines, f"{name} # SKIP {COHERENT}", name)
         self.assertEqual(judge(lines, expected=expected)["problems"], [
-            f"suite hmm-tests: 102 skipped for '{COHERENT}', {expected.label} expects 103"])
+            f"suite hmm-tests: 103 skipped for '{COHERENT}', {expected.label} expects 104"])
 
     def test_plan_larger_than_the_results(self):
-        lines = replace(self.lines, "1..241", "1..242")
+        lines = replace(self.lines, "1..243", "1..244")
         self.assertProblems(lines, [
-            "suite hmm-tests: plan says 242 tests but only 241 reported (truncated output)"])
+            "suite hmm-tests: plan says 244 tests but only 243 reported (truncated output)"])
 
     def test_plan_smaller_than_the_results(self):
-        lines = replace(self.lines, "1..241", "1..160")
-        self.assertProblems(lines, ["suite hmm-tests: plan says 160 tests but 241 reported"])
+        lines = replace(self.lines, "1..243", "1..160")
+        self.assertProblems(lines, ["suite hmm-tests: plan says 160 tests but 243 reported"])
 
     def test_kunit_subtest_plan_mismatch(self):
-        lines = replace(self.lines, "    1..13", "    1..12")
+        lines = replace(self.lines, "    1..14", "    1..13")
         self.assertProblems(lines, [
-            "suite hmm_kunit: subtest hmm_range_fault: plan says 12 tests but 13 reported"])
+            "suite hmm_kunit: subtest hmm_range_fault: plan says 13 tests but 14 reported"])
 
     def test_a_suite_missing_from_the_log(self):
         begin, end = suite_block(self.lines, "hmm_kunit")
         lines = self.lines[:begin] + self.lines[end + 1:]
         self.assertProblems(lines, [
-            "expected suite hmm_kunit did not run (harness/expected expects 13 tests)"])
+            "expected suite hmm_kunit did not run (harness/expected expects 14 tests)"])
 
     def test_a_suite_not_in_the_file(self):
         begin, _ = suite_block(self.lines, "bench-smoke")
@@ -348,7 +348,7 @@ class FailureModeTest(unittest.TestCase):
         self.assertProblems(lines, [
             "suite hmm-tests: ran no tests (no test results in its output)",
             "suite hmm-tests: 0 tests (0 passed, 0 failed, 0 skipped), harness/expected "
-            "expects 241 (241 passed, 0 skipped)",
+            "expects 243 (243 passed, 0 skipped)",
         ])
 
     def test_a_kunit_module_that_printed_nothing(self):
@@ -366,15 +366,15 @@ class FailureModeTest(unittest.TestCase):
                  + ["HMMCI: SUITE-END hmm-tests rc=4 seconds=0"] + self.lines[end + 1:])
         self.assertProblems(lines, [
             "suite hmm-tests: 1 test (0 passed, 0 failed, 1 skipped), harness/expected "
-            "expects 241 (241 passed, 0 skipped)",
+            "expects 243 (243 passed, 0 skipped)",
             "suite hmm-tests: 1 skipped for 'no /dev/hmm_dmirror0', a reason harness/expected "
             "does not list: (all)",
-            "suite hmm-tests: 241 tests are missing (listed in harness/expected; removed or "
+            "suite hmm-tests: 243 tests are missing (listed in harness/expected; removed or "
             "renamed?): global.module_unload_with_pages_on_device, "
             "hmm.hmm_device_private.migrate_readback, "
             "hmm.hmm_device_private.cpu_write_after_migrate, "
             "hmm.hmm_device_private.holes_and_data, hmm.hmm_device_private.untouched_range "
-            "and 236 more",
+            "and 238 more",
             "suite hmm-tests: 1 test is not in harness/expected (new or renamed?): (all)",
         ])
 
@@ -398,7 +398,7 @@ class FailureModeTest(unittest.TestCase):
                                     "failed"])
 
     def test_fewer_failures_than_expected(self):
-        text = re.sub(r"^hmm_kunit +13 +13 +0$", "hmm_kunit 13 12 0", EXPECTED.read_text(),
+        text = re.sub(r"^hmm_kunit +14 +14 +0$", "hmm_kunit 14 13 0", EXPECTED.read_text(),
                       count=1, flags=re.M)
         with tempfile.TemporaryDirectory() as tmp:
             path = write_expected(tmp, text)
@@ -445,7 +445,7 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(status, 0, output)
         status, output = self.main("total", always, stripped)
         self.assertEqual(status, 0)
-        self.assertEqual(output.splitlines()[-1], "596 passed, 0 failed, 0 skipped")
+        self.assertEqual(output.splitlines()[-1], "601 passed, 0 failed, 0 skipped")
 
     def test_changed_run_fails_and_counts_each_problem(self):
         lines = replace(real_lines(), "ok 6 hmm.hmm_device_private.zero_page_range",
@@ -460,7 +460,7 @@ class CommandLineTest(unittest.TestCase):
         lines = output.splitlines()
         self.assertIn("default/always (run problems) 0 2 0 -", [" ".join(line.split())
                                                               for line in lines])
-        self.assertEqual(lines[-1], "595 passed, 2 failed, 0 skipped")
+        self.assertEqual(lines[-1], "600 passed, 2 failed, 0 skipped")
 
     def test_malformed_file_fails_the_run(self):
         bad = write_expected(self.tmp.name, "[default/always]\nhmm-tests 163 82\n")
@@ -489,7 +489,7 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(EXPECTED.read_text(), before)
         lines = output.splitlines()
         self.assertIn("[default/always]", lines)
-        self.assertIn("hmm-tests               241     241        0", lines)
+        self.assertIn("hmm-tests               243     243        0", lines)
         self.assertIn("[tests hmm-tests]", lines)
         self.assertNotIn("[tests bench-smoke]", lines)
 
