@@ -91,10 +91,10 @@ def coherent_skipped(tmp: str) -> tuple[list[str], results.Expectations]:
     for i in range(begin, end):
         if re.fullmatch(r"ok \d+ hmm2?\.hmm2?_device_coherent\.\S+", lines[i]):
             lines[i] += f" # SKIP {COHERENT}"
-    lines = replace(lines, "# Totals: pass:243 fail:0 xfail:0 xpass:0 skip:0 error:0",
-                    "# Totals: pass:139 fail:0 xfail:0 xpass:0 skip:104 error:0")
-    text = re.sub(r"^hmm-tests +243 +243 +0$",
-                  f"hmm-tests 243 139 104\n    skip 104 {COHERENT}",
+    lines = replace(lines, "# Totals: pass:244 fail:0 xfail:0 xpass:0 skip:0 error:0",
+                    "# Totals: pass:140 fail:0 xfail:0 xpass:0 skip:104 error:0")
+    text = re.sub(r"^hmm-tests +244 +244 +0$",
+                  f"hmm-tests 244 140 104\n    skip 104 {COHERENT}",
                   EXPECTED.read_text(), count=1, flags=re.M)
     return lines, results.load_expectations(write_expected(tmp, text))
 
@@ -205,10 +205,10 @@ class RealLogTest(unittest.TestCase):
         counts = {s["name"]: (s["passed"], s["failed"], s["skipped"]) for s in report["suites"]}
         self.assertEqual(counts, {
             "hmm_swap_kunit": (12, 0, 0), "migrate_device_kunit": (26, 0, 0),
-            "hmm_kunit": (14, 0, 0), "hmm-tests": (243, 0, 0), "hmm-tests-6.12": (58, 0, 0),
+            "hmm_kunit": (14, 0, 0), "hmm-tests": (244, 0, 0), "hmm-tests-6.12": (58, 0, 0),
             "hmm-stress": (1, 0, 0), "hmm-fuzz": (1, 0, 0),
             "bench-smoke": (1, 0, 0), "unload-test_hmm": (1, 0, 0),
-            "run_vmtests-hmm": (243, 0, 0)})
+            "run_vmtests-hmm": (244, 0, 0)})
 
 
 class FailureModeTest(unittest.TestCase):
@@ -224,10 +224,10 @@ class FailureModeTest(unittest.TestCase):
 
     def test_a_test_removed(self):
         lines = replace(self.lines, "ok 2 hmm.hmm_device_private.migrate_readback", None)
-        lines = replace(lines, "1..243", "1..242")
+        lines = replace(lines, "1..244", "1..243")
         self.assertProblems(lines, [
-            "suite hmm-tests: 242 tests (242 passed, 0 failed, 0 skipped), harness/expected "
-            "expects 243 (243 passed, 0 skipped)",
+            "suite hmm-tests: 243 tests (243 passed, 0 failed, 0 skipped), harness/expected "
+            "expects 244 (244 passed, 0 skipped)",
             "suite hmm-tests: 1 test is missing (listed in harness/expected; removed or "
             "renamed?): hmm.hmm_device_private.migrate_readback",
         ])
@@ -314,13 +314,13 @@ class FailureModeTest(unittest.TestCase):
             f"suite hmm-tests: 103 skipped for '{COHERENT}', {expected.label} expects 104"])
 
     def test_plan_larger_than_the_results(self):
-        lines = replace(self.lines, "1..243", "1..244")
+        lines = replace(self.lines, "1..244", "1..245")
         self.assertProblems(lines, [
-            "suite hmm-tests: plan says 244 tests but only 243 reported (truncated output)"])
+            "suite hmm-tests: plan says 245 tests but only 244 reported (truncated output)"])
 
     def test_plan_smaller_than_the_results(self):
-        lines = replace(self.lines, "1..243", "1..160")
-        self.assertProblems(lines, ["suite hmm-tests: plan says 160 tests but 243 reported"])
+        lines = replace(self.lines, "1..244", "1..160")
+        self.assertProblems(lines, ["suite hmm-tests: plan says 160 tests but 244 reported"])
 
     def test_kunit_subtest_plan_mismatch(self):
         lines = replace(self.lines, "    1..14", "    1..13")
@@ -348,7 +348,7 @@ class FailureModeTest(unittest.TestCase):
         self.assertProblems(lines, [
             "suite hmm-tests: ran no tests (no test results in its output)",
             "suite hmm-tests: 0 tests (0 passed, 0 failed, 0 skipped), harness/expected "
-            "expects 243 (243 passed, 0 skipped)",
+            "expects 244 (244 passed, 0 skipped)",
         ])
 
     def test_a_kunit_module_that_printed_nothing(self):
@@ -366,15 +366,15 @@ class FailureModeTest(unittest.TestCase):
                  + ["HMMCI: SUITE-END hmm-tests rc=4 seconds=0"] + self.lines[end + 1:])
         self.assertProblems(lines, [
             "suite hmm-tests: 1 test (0 passed, 0 failed, 1 skipped), harness/expected "
-            "expects 243 (243 passed, 0 skipped)",
+            "expects 244 (244 passed, 0 skipped)",
             "suite hmm-tests: 1 skipped for 'no /dev/hmm_dmirror0', a reason harness/expected "
             "does not list: (all)",
-            "suite hmm-tests: 243 tests are missing (listed in harness/expected; removed or "
+            "suite hmm-tests: 244 tests are missing (listed in harness/expected; removed or "
             "renamed?): global.module_unload_with_pages_on_device, "
             "hmm.hmm_device_private.migrate_readback, "
             "hmm.hmm_device_private.cpu_write_after_migrate, "
             "hmm.hmm_device_private.holes_and_data, hmm.hmm_device_private.untouched_range "
-            "and 238 more",
+            "and 239 more",
             "suite hmm-tests: 1 test is not in harness/expected (new or renamed?): (all)",
         ])
 
@@ -445,7 +445,7 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(status, 0, output)
         status, output = self.main("total", always, stripped)
         self.assertEqual(status, 0)
-        self.assertEqual(output.splitlines()[-1], "601 passed, 0 failed, 0 skipped")
+        self.assertEqual(output.splitlines()[-1], "603 passed, 0 failed, 0 skipped")
 
     def test_changed_run_fails_and_counts_each_problem(self):
         lines = replace(real_lines(), "ok 6 hmm.hmm_device_private.zero_page_range",
@@ -460,7 +460,7 @@ class CommandLineTest(unittest.TestCase):
         lines = output.splitlines()
         self.assertIn("default/always (run problems) 0 2 0 -", [" ".join(line.split())
                                                               for line in lines])
-        self.assertEqual(lines[-1], "600 passed, 2 failed, 0 skipped")
+        self.assertEqual(lines[-1], "602 passed, 2 failed, 0 skipped")
 
     def test_malformed_file_fails_the_run(self):
         bad = write_expected(self.tmp.name, "[default/always]\nhmm-tests 163 82\n")
@@ -489,7 +489,7 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(EXPECTED.read_text(), before)
         lines = output.splitlines()
         self.assertIn("[default/always]", lines)
-        self.assertIn("hmm-tests               243     243        0", lines)
+        self.assertIn("hmm-tests               244     244        0", lines)
         self.assertIn("[tests hmm-tests]", lines)
         self.assertNotIn("[tests bench-smoke]", lines)
 

@@ -70,6 +70,11 @@
 
 #define DEFAULT_NPAGES		1024UL
 
+/* Linux 6.1's, which this libc's headers may not have yet. */
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE		25
+#endif
+
 /*
  * Seconds a test that races threads or processes, or waits for KSM, may
  * take before the harness kills it: several times what the slowest takes
@@ -1981,6 +1986,44 @@ TEST_F(hmm_thp, migrate_whole_and_back)
 	ASSERT_EQ(count_in_system(self->buf, self->n), self->n);
 	ASSERT_EQ(smaps_kb(self->buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
 	ASSERT_TRUE(thp_intact(self->buf));
+}
+
+/*
+ * A THP that MADV_COLLAPSE made out of 4 KiB pages already holding data
+ * moves whole both ways, like one a fault allocated.
+ */
+TEST_F(hmm_thp, collapsed_moves_whole)
+{
+	char *buf = map_aligned(SZ_2M, SZ_2M);
+	uint64_t cpages;
+	int ret = -1;
+
+	/* The pages are written as 4 KiB pages, then collapsed. */
+	if (buf != MAP_FAILED && !madvise(buf, SZ_2M, MADV_NOHUGEPAGE)) {
+		fill(buf, SZ_2M / 2, 81);
+		fill(buf + SZ_2M / 2, SZ_2M / 2, 82);
+		if (!madvise(buf, SZ_2M, MADV_HUGEPAGE))
+			ret = madvise(buf, SZ_2M, MADV_COLLAPSE) ? errno : 0;
+	}
+	if (ret == EAGAIN || ret == ENOMEM) {
+		munmap(buf, SZ_2M);
+		SKIP(return, "MADV_COLLAPSE found no huge page to collapse into");
+	}
+	ASSERT_NE(buf, MAP_FAILED);
+	ASSERT_EQ(ret, 0);
+	ASSERT_EQ(smaps_kb(buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+
+	ASSERT_EQ(thp_to_device(self->fd, buf), 0);
+	ASSERT_EQ(dev_snapshot(self->fd, buf, self->prot, self->n), 0);
+	ASSERT_EQ(count_other(self->prot, self->n, PROT_DEV_PMD), 0);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base + (long)self->n);
+
+	ASSERT_EQ(to_system(self->fd, buf, self->n, &cpages), 0);
+	ASSERT_EQ(cpages, self->n);
+	ASSERT_EQ(pages_on_unit(UNIT_PRIVATE_A), self->base);
+	ASSERT_EQ(smaps_kb(buf, "AnonHugePages:"), (long)(SZ_2M >> 10));
+	ASSERT_TRUE(thp_intact(buf));
+	munmap(buf, SZ_2M);
 }
 
 TEST_F(hmm_thp, pagemap_and_smaps)
