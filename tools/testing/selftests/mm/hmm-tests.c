@@ -4988,11 +4988,50 @@ TEST_F(hmm, exclusive_threads_fault_same_page)
  * A transparent huge page is made exclusive page by page (6.12 failed
  * with EBUSY here); the device writes it, and the CPU gets the data back.
  */
+/*
+ * The @n pages at @p hold what fill() wrote with @seed: make them exclusive
+ * for the device, and check what it read and where the pages are.
+ */
+static void exclusive_take(struct __test_metadata *_metadata, int fd,
+			   char *p, unsigned long n, unsigned int seed)
+{
+	size_t bytes = n * psize();
+	char *out = malloc(bytes);
+
+	ASSERT_NE(out, NULL);
+	ASSERT_EQ(dev_exclusive(fd, p, out, n), 0);
+	ASSERT_EQ(verify(out, bytes, seed), -1);
+	ASSERT_EQ(dev_check_exclusive(fd, p, n), -EPERM);
+	ASSERT_EQ(count_on_device(p, n), n);
+	free(out);
+}
+
+/*
+ * After exclusive_take(): the device writes @seed through its exclusive
+ * access without a fault, and the CPU reads that once it has taken every
+ * page back.
+ */
+static void exclusive_write(struct __test_metadata *_metadata, int fd,
+			    char *p, unsigned long n, unsigned int seed)
+{
+	size_t bytes = n * psize();
+	struct hmm_dmirror_cmd cmd;
+	char *in = malloc(bytes);
+
+	ASSERT_NE(in, NULL);
+	fill(in, bytes, seed);
+	ASSERT_EQ(dev_write(fd, p, in, n, &cmd), 0);
+	ASSERT_EQ(cmd.cpages, n);
+	ASSERT_EQ(cmd.faults, 0);
+	ASSERT_EQ(verify(p, bytes, seed), -1);
+	ASSERT_EQ(dev_check_exclusive(fd, p, n), 0);
+	free(in);
+}
+
 TEST_F(hmm, exclusive_thp)
 {
 	unsigned long bytes = SZ_2M, n = bytes / self->ps;
-	struct hmm_dmirror_cmd cmd;
-	char *buf, *in, *out;
+	char *buf;
 
 	if (!thp_possible())
 		SKIP(return, "transparent huge pages are disabled");
@@ -5002,28 +5041,12 @@ TEST_F(hmm, exclusive_thp)
 	fill(buf, bytes, 340);
 	if (smaps_kb(buf, "AnonHugePages:") < (long)(SZ_2M >> 10))
 		SKIP(return, "no huge page could be allocated");
-	in = malloc(bytes);
-	ASSERT_NE(in, NULL);
-	out = malloc(bytes);
-	ASSERT_NE(out, NULL);
 
-	ASSERT_EQ(dev_exclusive(self->fd, buf, out, n), 0);
-	ASSERT_EQ(verify(out, bytes, 340), -1);
-	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), -EPERM);
-	ASSERT_EQ(count_on_device(buf, n), n);
-
-	fill(in, bytes, 341);
-	ASSERT_EQ(dev_write(self->fd, buf, in, n, &cmd), 0);
-	ASSERT_EQ(cmd.cpages, n);
-	ASSERT_EQ(cmd.faults, 0);
-	ASSERT_EQ(verify(buf, bytes, 341), -1);
-	ASSERT_EQ(dev_check_exclusive(self->fd, buf, n), 0);
+	exclusive_take(_metadata, self->fd, buf, n, 340);
+	exclusive_write(_metadata, self->fd, buf, n, 341);
 	fill(buf, bytes, 342);
 	ASSERT_EQ(verify(buf, bytes, 342), -1);
 	ASSERT_EQ(smaps_kb(buf, "Rss:"), (long)(bytes >> 10));
-
-	free(out);
-	free(in);
 	munmap(buf, bytes);
 }
 
@@ -5069,8 +5092,7 @@ TEST_F(hmm, exclusive_thp_vmas)
 {
 	unsigned long edge = 8, n;
 	size_t huge = 2 * SZ_2M, bytes = huge + 2 * edge * self->ps;
-	struct hmm_dmirror_cmd cmd;
-	char *buf, *start, *in, *out;
+	char *buf, *start;
 
 	if (!thp_possible())
 		SKIP(return, "transparent huge pages are disabled");
@@ -5084,27 +5106,11 @@ TEST_F(hmm, exclusive_thp_vmas)
 	fill(start, bytes, 346);
 	if (smaps_kb(buf + SZ_2M, "AnonHugePages:") < (long)(huge >> 10))
 		SKIP(return, "no huge page could be allocated");
-	in = malloc(bytes);
-	ASSERT_NE(in, NULL);
-	out = malloc(bytes);
-	ASSERT_NE(out, NULL);
 
-	ASSERT_EQ(dev_exclusive(self->fd, start, out, n), 0);
-	ASSERT_EQ(verify(out, bytes, 346), -1);
-	ASSERT_EQ(dev_check_exclusive(self->fd, start, n), -EPERM);
-	ASSERT_EQ(count_on_device(start, n), n);
+	exclusive_take(_metadata, self->fd, start, n, 346);
 	ASSERT_EQ(smaps_kb(buf + SZ_2M, "AnonHugePages:"), 0);
-
-	fill(in, bytes, 347);
-	ASSERT_EQ(dev_write(self->fd, start, in, n, &cmd), 0);
-	ASSERT_EQ(cmd.cpages, n);
-	ASSERT_EQ(cmd.faults, 0);
-	ASSERT_EQ(verify(start, bytes, 347), -1);
-	ASSERT_EQ(dev_check_exclusive(self->fd, start, n), 0);
+	exclusive_write(_metadata, self->fd, start, n, 347);
 	ASSERT_EQ(count_in_system(start, n), n);
-
-	free(out);
-	free(in);
 	munmap(buf, huge + 2 * SZ_2M);
 }
 
